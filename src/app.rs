@@ -1,0 +1,140 @@
+//! [`App`]: everything a request handler needs, built once at start and
+//! shared by every connection: the OAuth client, the flows in progress, the
+//! token store, the certificate resolver and the limits.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hyper::header::HeaderValue;
+use rustls::ServerConfig;
+
+use crate::config::{Config, Limits};
+use crate::demo;
+use crate::error::StartupError;
+use crate::oauth::{ClientLimits, OAuthClient};
+use crate::pending::PendingStates;
+use crate::tls::{self, CertResolver};
+use crate::token_store::TokenStore;
+
+/// Shared server state. Handlers get `&App`.
+#[derive(Debug)]
+pub struct App {
+    /// Talks to the provider.
+    pub oauth: OAuthClient,
+    /// Flows between the redirect and the callback.
+    pub pending: PendingStates,
+    /// Where tokens go.
+    pub store: TokenStore,
+    /// The served certificate, swappable on SIGHUP.
+    pub certs: Arc<CertResolver>,
+    /// The rustls server configuration using `certs`.
+    pub server_tls: Arc<ServerConfig>,
+    /// Limits and timeouts for connections and requests.
+    pub limits: Limits,
+    /// The `Strict-Transport-Security` value sent on every TLS response.
+    pub hsts: HeaderValue,
+    /// The built-in stand-in for Yandex, in `demo` only.
+    pub demo: Option<demo::Provider>,
+    /// Re-read on SIGHUP; `None` when the secret did not come from a file.
+    pub secret_file: Option<PathBuf>,
+}
+
+impl App {
+    /// Builds the server state for `serve`: loads the certificate and key,
+    /// the client secret and the trust anchors. Any failure names the file.
+    pub fn from_config(config: &Config) -> Result<App, StartupError> {
+        let secret_file = config.client_secret_file.clone().ok_or_else(|| {
+            StartupError::msg(
+                "no client secret: pass --client-secret-file (or YANDEX_TOKEN_CLIENT_SECRET_FILE), \
+                 or run under systemd with LoadCredential=client_secret:…",
+            )
+        })?;
+        let secret = read_secret(&secret_file)?;
+        let oauth = oauth_client(config, secret)?;
+        let pair = tls::load_pair(&config.cert, &config.key)?;
+        let certs = Arc::new(CertResolver::new(pair, Some((config.cert.clone(), config.key.clone()))));
+        let token_dir = config.token_dir.clone().ok_or_else(|| StartupError::msg("no token directory"))?;
+        App::assemble(config, oauth, certs, TokenStore::new(token_dir), None, Some(secret_file))
+    }
+
+    /// Puts the parts together; `demo` builds its own parts and calls this.
+    pub fn assemble(
+        config: &Config,
+        oauth: OAuthClient,
+        certs: Arc<CertResolver>,
+        store: TokenStore,
+        demo: Option<demo::Provider>,
+        secret_file: Option<PathBuf>,
+    ) -> Result<App, StartupError> {
+        let limits = config.limits.clone();
+        // The demo runs on localhost: HSTS there would stick to every other
+        // local development server in the user's browser, so it is cleared.
+        let hsts = if demo.is_some() { "max-age=0" } else { "max-age=31536000" };
+        Ok(App {
+            oauth,
+            pending: PendingStates::new(limits.state_ttl, limits.states_per_browser, limits.states_total),
+            store,
+            server_tls: tls::server_config(certs.clone())?,
+            certs,
+            limits,
+            hsts: HeaderValue::from_static(hsts),
+            demo,
+            secret_file,
+        })
+    }
+
+    /// SIGHUP: reloads the certificate and key and re-reads the client
+    /// secret. Whatever fails keeps its old value; the errors say why.
+    pub fn reload(&self) -> Vec<StartupError> {
+        let mut errors = Vec::new();
+        if let Err(err) = self.certs.reload() {
+            errors.push(err);
+        }
+        if let Some(path) = &self.secret_file {
+            match read_secret(path) {
+                Ok(secret) => self.oauth.set_secret(secret),
+                Err(err) => errors.push(err),
+            }
+        }
+        errors
+    }
+}
+
+/// The OAuth client for `config`, with the given secret: requires
+/// `--client-id` and loads the trust anchors.
+pub fn oauth_client(config: &Config, secret: Arc<str>) -> Result<OAuthClient, StartupError> {
+    let client_id = config.client_id.clone().ok_or_else(|| {
+        StartupError::msg("no client id: pass --client-id (or YANDEX_TOKEN_CLIENT_ID), the app's ClientID")
+    })?;
+    let client_tls = tls::client_config(true, config.ca_file.as_deref(), &[])?;
+    Ok(OAuthClient::new(
+        client_id,
+        secret,
+        &config.oauth_url,
+        config.token_endpoint.clone(),
+        config.redirect_uri.clone(),
+        client_tls,
+        client_limits(&config.limits),
+    ))
+}
+
+/// The token-endpoint part of the limits.
+pub fn client_limits(limits: &Limits) -> ClientLimits {
+    ClientLimits {
+        connect_timeout: limits.upstream_connect_timeout,
+        total_timeout: limits.upstream_timeout,
+        max_body: limits.upstream_max_body,
+    }
+}
+
+/// Reads the client secret: the file's first line, trimmed. Never echoes it.
+pub fn read_secret(path: &Path) -> Result<Arc<str>, StartupError> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        StartupError::with(format!("cannot read the client secret from {}", path.display()), err)
+    })?;
+    let secret = text.lines().next().unwrap_or("").trim();
+    if secret.is_empty() {
+        return Err(StartupError::msg(format!("the client secret file {} is empty", path.display())));
+    }
+    Ok(Arc::from(secret))
+}

@@ -1,0 +1,516 @@
+//! Command line and environment, parsed once into a validated [`Config`].
+//!
+//! Every option is one row of [`OPTIONS`]: its flag, its environment
+//! variable, its default and its help. That row drives both parsing and
+//! `--help`, so the two cannot drift apart. Parsing takes the environment as
+//! a lookup function, so tests never touch the process environment, and
+//! nothing reads the environment after this module has run.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::oauth::Endpoint;
+
+/// What the user asked the binary to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Run the HTTPS server (the default).
+    Serve,
+    /// Trade the stored refresh token for a new token.
+    Refresh,
+    /// Print the stored access token.
+    Show,
+    /// Validate the configuration and exit.
+    Check,
+    /// Run the whole flow locally against a built-in stand-in for Yandex.
+    Demo,
+}
+
+impl Command {
+    fn from_name(name: &str) -> Option<Command> {
+        Some(match name {
+            "serve" => Command::Serve,
+            "refresh" => Command::Refresh,
+            "show" => Command::Show,
+            "check" => Command::Check,
+            "demo" => Command::Demo,
+            _ => return None,
+        })
+    }
+}
+
+/// One command-line option and its environment variable.
+#[derive(Debug)]
+pub struct OptionSpec {
+    /// The flag without its leading `--`.
+    pub flag: &'static str,
+    /// The environment variable read when the flag is absent.
+    pub env: &'static str,
+    /// The placeholder for the value in `--help`.
+    pub value: &'static str,
+    /// The default, as shown in `--help`.
+    pub default: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+/// Every option, in `--help` order. DESIGN.md's interface table, verbatim.
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        flag: "listen",
+        env: "YANDEX_TOKEN_LISTEN",
+        value: "ADDR",
+        default: "[::]:443 (demo: 127.0.0.1:8443); ignored under socket activation",
+        help: "address for the HTTPS listener",
+    },
+    OptionSpec {
+        flag: "redirect-listen",
+        env: "YANDEX_TOKEN_REDIRECT_LISTEN",
+        value: "ADDR",
+        default: "off",
+        help: "address for a plain-HTTP listener that redirects to https",
+    },
+    OptionSpec {
+        flag: "cert",
+        env: "YANDEX_TOKEN_CERT",
+        value: "PATH",
+        default: "certs/fullchain.pem",
+        help: "PEM certificate chain, leaf first",
+    },
+    OptionSpec {
+        flag: "key",
+        env: "YANDEX_TOKEN_KEY",
+        value: "PATH",
+        default: "certs/privkey.pem",
+        help: "PEM private key (PKCS#8, SEC1 or PKCS#1; RSA or ECDSA)",
+    },
+    OptionSpec {
+        flag: "client-id",
+        env: "YANDEX_TOKEN_CLIENT_ID",
+        value: "ID",
+        default: "required",
+        help: "the app's ClientID from oauth.yandex.ru",
+    },
+    OptionSpec {
+        flag: "client-secret-file",
+        env: "YANDEX_TOKEN_CLIENT_SECRET_FILE",
+        value: "PATH",
+        default: "$CREDENTIALS_DIRECTORY/client_secret when that is set",
+        help: "file holding the app's Client secret (never on the command line)",
+    },
+    OptionSpec {
+        flag: "oauth-url",
+        env: "YANDEX_TOKEN_OAUTH_URL",
+        value: "URL",
+        default: "https://oauth.yandex.ru/",
+        help: "OAuth server; authorize = URL + 'authorize', token = URL + 'token'",
+    },
+    OptionSpec {
+        flag: "redirect-uri",
+        env: "YANDEX_TOKEN_REDIRECT_URI",
+        value: "URL",
+        default: "none (Yandex uses the app's first Callback URL)",
+        help: "sent as redirect_uri when set",
+    },
+    OptionSpec {
+        flag: "ca-file",
+        env: "YANDEX_TOKEN_CA_FILE",
+        value: "PATH",
+        default: "none",
+        help: "extra PEM trust anchors for the token endpoint, on top of the system's",
+    },
+    OptionSpec {
+        flag: "token-dir",
+        env: "YANDEX_TOKEN_DIR",
+        value: "PATH",
+        default: "$STATE_DIRECTORY when set, else ./tokens (demo: a new temporary directory)",
+        help: "where token.json is written",
+    },
+];
+
+/// Limits on what peers can make the server hold or wait for. Each has a
+/// default fit for a single-user service on a small machine.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections held at once, TLS handshakes included.
+    pub max_connections: usize,
+    /// Time a peer has to finish the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Time a peer has to send a whole request head (HTTP/1); in hyper this
+    /// also bounds how long an idle keep-alive connection waits.
+    pub header_read_timeout: Duration,
+    /// Bytes of request line plus headers (HTTP/1) or header list (HTTP/2).
+    pub max_header_bytes: usize,
+    /// Streams one HTTP/2 connection may have open.
+    pub h2_max_concurrent_streams: u32,
+    /// Time to open the TCP connection to the token endpoint.
+    pub upstream_connect_timeout: Duration,
+    /// Time for the whole token request, connect included.
+    pub upstream_timeout: Duration,
+    /// Largest token-endpoint response body read.
+    pub upstream_max_body: usize,
+    /// How long a started flow may take to come back (a Yandex code's life).
+    pub state_ttl: Duration,
+    /// Flows kept per browser; the oldest goes first.
+    pub states_per_browser: usize,
+    /// Flows kept in all; the oldest goes first.
+    pub states_total: usize,
+    /// How long in-flight requests get to finish on shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            h2_max_concurrent_streams: 64,
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(15),
+            upstream_max_body: 64 * 1024,
+            state_ttl: Duration::from_secs(600),
+            states_per_browser: 8,
+            states_total: 10_000,
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The whole validated configuration. Built once at start; never re-read.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The command to run.
+    pub command: Command,
+    /// The HTTPS listener's address.
+    pub listen: SocketAddr,
+    /// The optional plain-HTTP redirect listener's address.
+    pub redirect_listen: Option<SocketAddr>,
+    /// Certificate chain path.
+    pub cert: PathBuf,
+    /// Private key path.
+    pub key: PathBuf,
+    /// The app's ClientID; commands that talk to Yandex require it.
+    pub client_id: Option<String>,
+    /// Where the client secret is read from.
+    pub client_secret_file: Option<PathBuf>,
+    /// The OAuth server, normalised to end in `/`.
+    pub oauth_url: String,
+    /// The token endpoint, `oauth_url + "token"`, parsed.
+    pub token_endpoint: Endpoint,
+    /// Sent as `redirect_uri` when set.
+    pub redirect_uri: Option<String>,
+    /// Extra trust anchors for the token endpoint.
+    pub ca_file: Option<PathBuf>,
+    /// Where tokens are stored; `None` for `demo` without an explicit one.
+    pub token_dir: Option<PathBuf>,
+    /// Resource limits and timeouts.
+    pub limits: Limits,
+    /// Stderr goes to journald (`JOURNAL_STREAM` is set): log with `<N>` priorities.
+    pub journal: bool,
+}
+
+/// The outcome of parsing the command line.
+#[derive(Debug)]
+pub enum Invocation {
+    /// `--help`: print [`help_text`].
+    Help,
+    /// `--version`.
+    Version,
+    /// Run a command with this configuration.
+    Run(Box<Config>),
+}
+
+/// A command line or environment value that cannot be used, with a message
+/// naming the flag or variable and the bad value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses `args` (without the program name) and the environment seen through
+/// `env` into an [`Invocation`]. Flags win over environment variables; an
+/// empty environment variable counts as unset.
+pub fn parse<I>(args: I, env: impl Fn(&str) -> Option<String>) -> Result<Invocation, ConfigError>
+where
+    I: IntoIterator<Item = OsString>,
+{
+    let mut command = None;
+    let mut flags: Vec<Option<String>> = vec![None; OPTIONS.len()];
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let arg =
+            arg.into_string().map_err(|raw| ConfigError(format!("argument {raw:?} is not valid UTF-8")))?;
+        match arg.as_str() {
+            "-h" | "--help" | "help" => return Ok(Invocation::Help),
+            "-V" | "--version" => return Ok(Invocation::Version),
+            _ => {}
+        }
+        if let Some(flag) = arg.strip_prefix("--") {
+            let (name, inline) = match flag.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_owned())),
+                None => (flag, None),
+            };
+            let index = OPTIONS
+                .iter()
+                .position(|spec| spec.flag == name)
+                .ok_or_else(|| ConfigError(format!("unknown option '--{name}'")))?;
+            let value = match inline {
+                Some(value) => value,
+                None => args
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .ok_or_else(|| ConfigError(format!("option '--{name}' needs a value")))?,
+            };
+            if flags[index].replace(value).is_some() {
+                return Err(ConfigError(format!("option '--{name}' is given more than once")));
+            }
+        } else if arg.starts_with('-') && arg != "-" {
+            return Err(ConfigError(format!("unknown option '{arg}'")));
+        } else if command.is_none() {
+            command = Some(
+                Command::from_name(&arg).ok_or_else(|| ConfigError(format!("unknown command '{arg}'")))?,
+            );
+        } else {
+            return Err(ConfigError(format!("unexpected argument '{arg}'")));
+        }
+    }
+    let command = command.unwrap_or(Command::Serve);
+    let env = |name: &str| env(name).filter(|value| !value.is_empty());
+    let raw = |flag: &str| -> Option<(String, String)> {
+        let index = OPTIONS.iter().position(|spec| spec.flag == flag).expect("flag is in OPTIONS");
+        let spec = &OPTIONS[index];
+        match &flags[index] {
+            Some(value) => Some((format!("--{}", spec.flag), value.clone())),
+            None => env(spec.env).map(|value| (spec.env.to_owned(), value)),
+        }
+    };
+    build(command, raw, env).map(|config| Invocation::Run(Box::new(config)))
+}
+
+/// Turns raw strings (each with the flag or variable it came from) into a
+/// [`Config`], checking every value that can be checked without touching files.
+fn build(
+    command: Command,
+    raw: impl Fn(&str) -> Option<(String, String)>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let default_listen = match command {
+        Command::Demo => "127.0.0.1:8443",
+        _ => "[::]:443",
+    };
+    let listen = match raw("listen") {
+        Some((source, value)) => parse_addr(&source, &value)?,
+        None => default_listen.parse().expect("default address parses"),
+    };
+    let redirect_listen =
+        raw("redirect-listen").map(|(source, value)| parse_addr(&source, &value)).transpose()?;
+    let path = |flag: &str, default: &str| {
+        raw(flag).map_or_else(|| PathBuf::from(default), |(_, value)| PathBuf::from(value))
+    };
+    let client_id = raw("client-id")
+        .map(|(source, value)| {
+            if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                Err(ConfigError(format!(
+                    "{source}: client id {value:?} contains spaces or control characters"
+                )))
+            } else {
+                Ok(value)
+            }
+        })
+        .transpose()?;
+    let client_secret_file = raw("client-secret-file")
+        .map(|(_, value)| PathBuf::from(value))
+        .or_else(|| env("CREDENTIALS_DIRECTORY").map(|dir| PathBuf::from(dir).join("client_secret")));
+    let (oauth_url, token_endpoint) = match raw("oauth-url") {
+        Some((source, value)) => parse_oauth_url(&source, &value)?,
+        None => parse_oauth_url("--oauth-url", "https://oauth.yandex.ru/")?,
+    };
+    let redirect_uri = raw("redirect-uri")
+        .map(|(source, value)| {
+            if (value.starts_with("https://") || value.starts_with("http://"))
+                && value.parse::<hyper::Uri>().is_ok()
+            {
+                Ok(value)
+            } else {
+                Err(ConfigError(format!("{source}: {value:?} is not an absolute http(s) URL")))
+            }
+        })
+        .transpose()?;
+    let token_dir = match raw("token-dir") {
+        Some((_, value)) => Some(PathBuf::from(value)),
+        None if command == Command::Demo => None,
+        // systemd may list several state directories separated by ':'.
+        None => Some(
+            env("STATE_DIRECTORY")
+                .and_then(|dirs| dirs.split(':').next().map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("tokens")),
+        ),
+    };
+    Ok(Config {
+        command,
+        listen,
+        redirect_listen,
+        cert: path("cert", "certs/fullchain.pem"),
+        key: path("key", "certs/privkey.pem"),
+        client_id,
+        client_secret_file,
+        oauth_url,
+        token_endpoint,
+        redirect_uri,
+        ca_file: raw("ca-file").map(|(_, value)| PathBuf::from(value)),
+        token_dir,
+        limits: Limits::default(),
+        journal: env("JOURNAL_STREAM").is_some(),
+    })
+}
+
+fn parse_addr(source: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        ConfigError(format!(
+            "{source}: {value:?} is not an IP address and port such as 0.0.0.0:443 or [::]:443"
+        ))
+    })
+}
+
+fn parse_oauth_url(source: &str, value: &str) -> Result<(String, Endpoint), ConfigError> {
+    let mut base = value.to_owned();
+    if !base.ends_with('/') {
+        base.push('/');
+    }
+    let endpoint = Endpoint::parse(&format!("{base}token"))
+        .map_err(|why| ConfigError(format!("{source}: {value:?} {why}")))?;
+    Ok((base, endpoint))
+}
+
+/// The text of `--help`, generated from [`OPTIONS`].
+pub fn help_text() -> String {
+    let mut out = String::from(concat!(
+        "yandex-token ",
+        env!("CARGO_PKG_VERSION"),
+        "\nGet a Yandex OAuth token for the Direct API: one HTTPS server, no nginx, no Flask.\n\n",
+        "Usage: yandex-token [COMMAND] [OPTIONS]\n\n",
+        "Commands:\n",
+        "  serve     run the HTTPS server (the default)\n",
+        "  refresh   trade the stored refresh_token for a new token\n",
+        "  show      print the stored access_token alone; exit 1 when there is none\n",
+        "  check     validate the configuration and exit 0 or 1\n",
+        "  demo      run the whole flow on https://localhost:8443 against a built-in stand-in for Yandex\n\n",
+        "Options (each also read from its environment variable):\n",
+    ));
+    for spec in OPTIONS {
+        let flag = format!("--{} {}", spec.flag, spec.value);
+        out.push_str(&format!("  {flag:<28} {}\n", spec.help));
+        out.push_str(&format!("  {:<28} env {}; default: {}\n", "", spec.env, spec.default));
+    }
+    out.push_str("  -h, --help                   print this help\n");
+    out.push_str("  -V, --version                print the version\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        match parse(args.iter().map(OsString::from), lookup)? {
+            Invocation::Run(config) => Ok(*config),
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = parse_with(&[], &[]).unwrap();
+        assert_eq!(config.command, Command::Serve);
+        assert_eq!(config.listen, "[::]:443".parse().unwrap());
+        assert_eq!(config.cert, PathBuf::from("certs/fullchain.pem"));
+        assert_eq!(config.key, PathBuf::from("certs/privkey.pem"));
+        assert_eq!(config.oauth_url, "https://oauth.yandex.ru/");
+        assert_eq!(config.token_endpoint.authority(), "oauth.yandex.ru");
+        assert_eq!(config.token_dir, Some(PathBuf::from("tokens")));
+        assert_eq!(config.client_secret_file, None);
+    }
+
+    #[test]
+    fn flags_win_over_environment() {
+        let config = parse_with(
+            &["--listen", "127.0.0.1:8443", "--client-id=abc"],
+            &[("YANDEX_TOKEN_LISTEN", "0.0.0.0:1"), ("YANDEX_TOKEN_CLIENT_ID", "env")],
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(config.client_id.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn systemd_directories_supply_defaults() {
+        let config = parse_with(
+            &[],
+            &[("CREDENTIALS_DIRECTORY", "/run/credentials/x"), ("STATE_DIRECTORY", "/var/lib/yt:/other")],
+        )
+        .unwrap();
+        assert_eq!(config.client_secret_file, Some(PathBuf::from("/run/credentials/x/client_secret")));
+        assert_eq!(config.token_dir, Some(PathBuf::from("/var/lib/yt")));
+    }
+
+    #[test]
+    fn empty_environment_values_count_as_unset() {
+        let config = parse_with(&[], &[("YANDEX_TOKEN_REDIRECT_URI", "")]).unwrap();
+        assert_eq!(config.redirect_uri, None);
+    }
+
+    #[test]
+    fn oauth_url_gets_a_trailing_slash() {
+        let config = parse_with(&["--oauth-url", "https://127.0.0.1:9999/oauth"], &[]).unwrap();
+        assert_eq!(config.oauth_url, "https://127.0.0.1:9999/oauth/");
+        assert_eq!(config.token_endpoint.path(), "/oauth/token");
+    }
+
+    #[test]
+    fn bad_values_are_named_in_the_error() {
+        let err = parse_with(&["--listen", "localhost:443"], &[]).unwrap_err();
+        assert!(err.0.contains("--listen") && err.0.contains("localhost:443"), "{err}");
+        let err = parse_with(&[], &[("YANDEX_TOKEN_OAUTH_URL", "http://plain/")]).unwrap_err();
+        assert!(err.0.contains("YANDEX_TOKEN_OAUTH_URL") && err.0.contains("http://plain/"), "{err}");
+        let err = parse_with(&["--redirect-uri", "not a url"], &[]).unwrap_err();
+        assert!(err.0.contains("--redirect-uri"), "{err}");
+    }
+
+    #[test]
+    fn unknown_and_repeated_options_are_refused() {
+        assert!(parse_with(&["--nope", "1"], &[]).unwrap_err().0.contains("--nope"));
+        assert!(parse_with(&["--cert", "a", "--cert", "b"], &[]).unwrap_err().0.contains("more than once"));
+        assert!(parse_with(&["--cert"], &[]).unwrap_err().0.contains("needs a value"));
+        assert!(parse_with(&["frobnicate"], &[]).unwrap_err().0.contains("frobnicate"));
+    }
+
+    #[test]
+    fn demo_has_its_own_defaults() {
+        let config = parse_with(&["demo"], &[("STATE_DIRECTORY", "/var/lib/yt")]).unwrap();
+        assert_eq!(config.command, Command::Demo);
+        assert_eq!(config.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(config.token_dir, None);
+    }
+
+    #[test]
+    fn help_lists_every_flag_and_variable() {
+        let help = help_text();
+        for spec in OPTIONS {
+            assert!(help.contains(&format!("--{}", spec.flag)), "{}", spec.flag);
+            assert!(help.contains(spec.env), "{}", spec.env);
+        }
+    }
+}

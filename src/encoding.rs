@@ -1,0 +1,272 @@
+//! The small text encodings the flow needs, written once and tested here:
+//! base64 (standard for PEM, URL-safe for PKCE and random values),
+//! percent-encoding, `application/x-www-form-urlencoded` query and form
+//! parsing, and `Cookie` header lookup. Every parser rejects what it cannot
+//! represent exactly (bad `%` escapes, non-UTF-8, duplicates) instead of
+//! guessing.
+
+use std::fmt;
+
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Base64 with the standard alphabet and `=` padding (RFC 4648 §4), for PEM.
+pub fn base64_standard(bytes: &[u8]) -> String {
+    base64_with(bytes, STANDARD, true)
+}
+
+/// Base64url without padding (RFC 4648 §5), as PKCE (RFC 7636 §4.2) wants.
+pub fn base64_url(bytes: &[u8]) -> String {
+    base64_with(bytes, URL_SAFE, false)
+}
+
+fn base64_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let sextets = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
+        let keep = chunk.len() + 1;
+        for (i, s) in sextets.iter().enumerate() {
+            if i < keep {
+                out.push(char::from(alphabet[*s as usize]));
+            } else if pad {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `bytes` fresh random bytes from the OS, as base64url: for states, PKCE
+/// verifiers and browser bindings. 32 bytes give 256 bits: unguessable.
+pub fn random_urlsafe(bytes: usize) -> String {
+    use ring::rand::SecureRandom;
+    let mut buf = vec![0u8; bytes];
+    // getrandom(2) does not fail once the kernel's pool is initialised, which
+    // is long done by the time a network service runs.
+    ring::rand::SystemRandom::new().fill(&mut buf).expect("the OS random number generator failed");
+    base64_url(&buf)
+}
+
+/// Why a query string, form body or cookie could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// A `%` not followed by two hex digits.
+    BadPercent,
+    /// The decoded bytes are not UTF-8.
+    NotUtf8,
+    /// The same parameter appears twice; which one is meant is ambiguous.
+    Duplicate(String),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::BadPercent => f.write_str("invalid percent-encoding"),
+            DecodeError::NotUtf8 => f.write_str("not valid UTF-8 after percent-decoding"),
+            DecodeError::Duplicate(name) => write!(f, "parameter '{name}' is given more than once"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes one `application/x-www-form-urlencoded` component: `+` is a space
+/// and `%XX` a byte; the result must be UTF-8.
+pub fn percent_decode(input: &str) -> Result<String, DecodeError> {
+    let bytes = input.as_bytes();
+    if !bytes.iter().any(|b| *b == b'%' || *b == b'+') {
+        return Ok(input.to_owned());
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = bytes.get(i + 1).and_then(|b| hex_value(*b));
+                let lo = bytes.get(i + 2).and_then(|b| hex_value(*b));
+                match (hi, lo) {
+                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                    _ => return Err(DecodeError::BadPercent),
+                }
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| DecodeError::NotUtf8)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, which is
+/// safe both in a URL query and in a form body.
+pub fn percent_encode(input: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in input.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+}
+
+/// Builds `k1=v1&k2=v2` with every key and value percent-encoded.
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        percent_encode(key, &mut out);
+        out.push('=');
+        percent_encode(value, &mut out);
+    }
+    out
+}
+
+/// Parses a query string or form body into decoded pairs, in order. Empty
+/// segments (`a=1&&b=2`) are skipped; a key without `=` has an empty value.
+pub fn parse_pairs(input: &str) -> Result<Vec<(String, String)>, DecodeError> {
+    input
+        .split('&')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| {
+            let (key, value) = segment.split_once('=').unwrap_or((segment, ""));
+            Ok((percent_decode(key)?, percent_decode(value)?))
+        })
+        .collect()
+}
+
+/// Picks the named parameters out of `input`, refusing duplicates of any of
+/// them. Other parameters are ignored (providers add their own).
+pub fn pick_params<const N: usize>(
+    input: &str,
+    names: [&str; N],
+) -> Result<[Option<String>; N], DecodeError> {
+    let mut found: [Option<String>; N] = std::array::from_fn(|_| None);
+    for (key, value) in parse_pairs(input)? {
+        if let Some(i) = names.iter().position(|name| *name == key) {
+            if found[i].is_some() {
+                return Err(DecodeError::Duplicate(key));
+            }
+            found[i] = Some(value);
+        }
+    }
+    Ok(found)
+}
+
+/// Finds cookie `name` in the `Cookie` header values (RFC 6265 §5.4 syntax:
+/// `a=1; b=2`). Returns the first match's raw value; cookie values are never
+/// percent-decoded.
+pub fn find_cookie<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Option<&'a str> {
+    headers
+        .into_iter()
+        .filter_map(|header| std::str::from_utf8(header).ok())
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim_matches('"'))
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn html_escape(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    for c in input.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let cases = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")];
+        for (input, expected) in cases {
+            assert_eq!(base64_standard(input.as_bytes()), expected);
+        }
+        assert_eq!(base64_url(b"fo"), "Zm8");
+        assert_eq!(base64_url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn pkce_example_from_rfc7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+        assert_eq!(base64_url(digest.as_ref()), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    }
+
+    #[test]
+    fn percent_decoding_handles_plus_and_escapes() {
+        assert_eq!(percent_decode("a+b%20c%2Fd").unwrap(), "a b c/d");
+        assert_eq!(percent_decode("%D0%BF").unwrap(), "п");
+    }
+
+    #[test]
+    fn bad_percent_escapes_are_refused() {
+        for bad in ["%", "%4", "%zz", "abc%g1"] {
+            assert_eq!(percent_decode(bad), Err(DecodeError::BadPercent), "{bad}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_is_refused() {
+        assert_eq!(percent_decode("%ff%fe"), Err(DecodeError::NotUtf8));
+    }
+
+    #[test]
+    fn form_round_trips() {
+        let pairs = [("code", "a b&c=d"), ("state", "ü/+%"), ("empty", "")];
+        let encoded = form_encode(&pairs);
+        let decoded = parse_pairs(&encoded).unwrap();
+        let expected: Vec<(String, String)> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn duplicates_of_picked_names_are_refused() {
+        assert_eq!(
+            pick_params("code=1&code=2", ["code", "state"]),
+            Err(DecodeError::Duplicate("code".into()))
+        );
+        let [code, state] = pick_params("x=1&x=2&code=c", ["code", "state"]).unwrap();
+        assert_eq!((code.as_deref(), state), (Some("c"), None));
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let headers: [&[u8]; 2] = [b"a=1; __Host-x=abc", b"b=2"];
+        assert_eq!(find_cookie(headers, "__Host-x"), Some("abc"));
+        assert_eq!(find_cookie(headers, "x"), None);
+        assert_eq!(find_cookie(headers, "b"), Some("2"));
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(html_escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+}

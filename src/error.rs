@@ -1,0 +1,145 @@
+//! The two error types: [`AppError`] for the request path, which owns every
+//! choice of status code and JSON error body, and [`StartupError`] for
+//! everything that can stop the process from starting, with the context an
+//! operator needs ("failed to read certificate certs/fullchain.pem: …").
+
+use std::fmt;
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use crate::oauth::OAuthError;
+use crate::routes::{Body, json_response};
+
+/// Why a request failed. [`AppError::into_response`] is the only place a
+/// status and a JSON error body are chosen.
+#[derive(Debug)]
+pub enum AppError {
+    /// The request itself is malformed (bad query, duplicate parameter).
+    BadRequest(String),
+    /// The `state` is missing, unknown, expired, reused or not this browser's.
+    BadState(&'static str),
+    /// The user clicked Deny, or the provider sent `?error=` back.
+    Denied {
+        /// The provider's `error` code, e.g. `access_denied`.
+        error: String,
+        /// The provider's `error_description`, possibly empty.
+        description: String,
+    },
+    /// The token endpoint refused or failed.
+    Upstream(OAuthError),
+    /// The token was obtained but could not be stored. The token is carried
+    /// so the user can still copy it: the code is single use.
+    StoreFailed {
+        /// What went wrong, without the token.
+        reason: String,
+        /// The token document that could not be written.
+        token: serde_json::Value,
+    },
+    /// No route for this path.
+    NotFound,
+    /// The path exists but not for this method; the value is `Allow`.
+    MethodNotAllowed(&'static str),
+}
+
+impl AppError {
+    /// The status code this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) | AppError::BadState(_) => StatusCode::BAD_REQUEST,
+            AppError::Denied { error, .. } if error == "access_denied" => StatusCode::FORBIDDEN,
+            AppError::Denied { .. } => StatusCode::BAD_REQUEST,
+            AppError::Upstream(err) => err.status(),
+            AppError::StoreFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The JSON body, in the OAuth error shape `{"error", "error_description"}`.
+    pub fn body(&self) -> serde_json::Value {
+        let (error, description) = match self {
+            AppError::BadRequest(why) => ("invalid_request", why.clone()),
+            AppError::BadState(why) => ("invalid_state", (*why).to_owned()),
+            AppError::Denied { error, description } => {
+                return json!({ "error": error, "error_description": description });
+            }
+            AppError::Upstream(err) => return err.body(),
+            AppError::StoreFailed { reason, token } => {
+                return json!({
+                    "error": "token_not_stored",
+                    "error_description": format!(
+                        "the token was issued but could not be stored ({reason}); copy it from this answer now"
+                    ),
+                    "token": token,
+                });
+            }
+            AppError::NotFound => ("not_found", "no such path".to_owned()),
+            AppError::MethodNotAllowed(allow) => ("method_not_allowed", format!("this path allows {allow}")),
+        };
+        json!({ "error": error, "error_description": description })
+    }
+
+    /// A short, secret-free label for the log line.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AppError::BadRequest(_) => "bad_request",
+            AppError::BadState(_) => "bad_state",
+            AppError::Denied { .. } => "denied",
+            AppError::Upstream(err) => err.kind(),
+            AppError::StoreFailed { .. } => "store_failed",
+            AppError::NotFound => "not_found",
+            AppError::MethodNotAllowed(_) => "method_not_allowed",
+        }
+    }
+
+    /// The response: status, JSON body, and `Allow` for 405.
+    pub fn into_response(self) -> hyper::Response<Body> {
+        let mut response = json_response(self.status(), &self.body());
+        if let AppError::MethodNotAllowed(allow) = self {
+            response
+                .headers_mut()
+                .insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+/// Something that keeps a command from starting or finishing: a message with
+/// context, and the underlying cause.
+#[derive(Debug)]
+pub struct StartupError {
+    context: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StartupError {
+    /// An error with context only.
+    pub fn msg(context: impl Into<String>) -> Self {
+        StartupError { context: context.into(), source: None }
+    }
+
+    /// An error with context and its cause.
+    pub fn with(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StartupError { context: context.into(), source: Some(source.into()) }
+    }
+}
+
+impl fmt::Display for StartupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.context)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StartupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

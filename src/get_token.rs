@@ -1,0 +1,124 @@
+//! `GET /get_token`, the whole flow: without parameters it starts a flow
+//! (302 to the provider), with `code` and `state` it finishes one (check the
+//! state, exchange the code, store the token, answer with it), with `error`
+//! it reports the user's refusal. The state is always checked before the
+//! token endpoint is called.
+
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use crate::app::App;
+use crate::encoding::{find_cookie, pick_params, random_urlsafe};
+use crate::error::AppError;
+use crate::oauth::Pkce;
+use crate::routes::{Body, json_response};
+use crate::token_store::TokenStore;
+
+/// The cookie binding flows to a browser. `__Host-` makes browsers insist
+/// on `Secure`, `Path=/` and no `Domain`, so no sibling host can set it.
+pub const BROWSER_COOKIE: &str = "__Host-yandex-token-browser";
+
+/// Yandex refuses a `state` longer than this.
+const MAX_STATE: usize = 1024;
+/// Far above any real authorization code; bounds what we forward.
+const MAX_CODE: usize = 4096;
+/// Length of the base64url browser id (32 random bytes).
+const BROWSER_ID_LEN: usize = 43;
+
+/// Dispatches on the query: start, callback or refusal.
+pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<Body>, AppError> {
+    let query = request.uri().query().unwrap_or("");
+    let [code, state, error, error_description] =
+        pick_params(query, ["code", "state", "error", "error_description"])
+            .map_err(|err| AppError::BadRequest(format!("bad query string: {err}")))?;
+    let browser = browser_id(request);
+    if let Some(state) = &state {
+        if state.len() > MAX_STATE {
+            return Err(AppError::BadState("state is longer than 1024 characters"));
+        }
+    }
+    if let Some(error) = error {
+        // The flow is over either way: forget its state, if it is ours.
+        if let (Some(browser), Some(state)) = (browser, &state) {
+            app.pending.discard(browser, state);
+        }
+        return Err(AppError::Denied {
+            error: error.chars().take(64).collect(),
+            description: error_description.unwrap_or_default().chars().take(256).collect(),
+        });
+    }
+    match (code, state) {
+        (None, None) => Ok(start(app, browser)),
+        (Some(code), Some(state)) => finish(app, browser, &code, &state).await,
+        (Some(_), None) => Err(AppError::BadState("the callback has a code but no state")),
+        (None, Some(_)) => Err(AppError::BadRequest("the callback has a state but no code".into())),
+    }
+}
+
+/// The browser id from our cookie, if it has the shape we issue.
+fn browser_id(request: &Request<Incoming>) -> Option<&str> {
+    let cookies = request.headers().get_all(header::COOKIE).iter().map(HeaderValue::as_bytes);
+    find_cookie(cookies, BROWSER_COOKIE).filter(|id| {
+        id.len() == BROWSER_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// Starts a flow: a fresh state and PKCE pair, bound to this browser, and a
+/// redirect to the provider's authorize page.
+fn start(app: &App, browser: Option<&str>) -> Response<Body> {
+    let browser = browser.map_or_else(|| random_urlsafe(32), str::to_owned);
+    let state = random_urlsafe(32);
+    let pkce = Pkce::generate();
+    let location = app.oauth.authorize_url(&state, &pkce.challenge);
+    app.pending.insert(&browser, state, pkce.verifier, Instant::now());
+    let cookie = format!(
+        "{BROWSER_COOKIE}={browser}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
+        app.limits.state_ttl.as_secs()
+    );
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::FOUND;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        HeaderValue::try_from(location).expect("percent-encoded URL is a valid header"),
+    );
+    headers.insert(
+        header::SET_COOKIE,
+        HeaderValue::try_from(cookie).expect("base64url cookie is a valid header"),
+    );
+    response
+}
+
+/// Finishes a flow: state, then exchange, then store, then answer.
+async fn finish(
+    app: &App,
+    browser: Option<&str>,
+    code: &str,
+    state: &str,
+) -> Result<Response<Body>, AppError> {
+    let browser = browser.ok_or(AppError::BadState(
+        "no flow cookie: start at /get_token in this browser, with cookies enabled",
+    ))?;
+    let verifier = app.pending.take(browser, state, Instant::now()).map_err(AppError::BadState)?;
+    if code.is_empty() || code.len() > MAX_CODE {
+        return Err(AppError::BadRequest("the code is empty or too long".into()));
+    }
+    let token = app.oauth.exchange_code(code, &verifier).await.map_err(AppError::Upstream)?;
+    let doc = TokenStore::document(token);
+    let store = app.store.clone();
+    let saved = {
+        let doc = doc.clone();
+        tokio::task::spawn_blocking(move || store.save(&doc)).await
+    };
+    match saved {
+        Ok(Ok(())) => Ok(json_response(StatusCode::OK, &doc)),
+        Ok(Err(err)) => Err(AppError::StoreFailed {
+            reason: format!("writing {} failed: {err}", app.store.path().display()),
+            token: doc,
+        }),
+        Err(_) => Err(AppError::StoreFailed { reason: "the storing task failed".into(), token: doc }),
+    }
+}

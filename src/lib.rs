@@ -1,0 +1,23 @@
+//! `yandex-token`: gets a Yandex OAuth token for the Direct API with one
+//! small HTTPS server, replacing the nginx + Flask example from Yandex's docs.
+//!
+//! Data flows listener → TLS ([`tls`]) → hyper ([`server`]) → [`routes`] →
+//! [`get_token`] (flows in [`pending`]) → [`oauth`] → [`token_store`].
+//! [`config`] parses the command line once; [`commands`] runs each command;
+//! [`demo`] is the stand-in provider for `yandex-token demo`.
+
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod encoding;
+pub mod error;
+pub mod get_token;
+pub mod log;
+pub mod oauth;
+pub mod pending;
+pub mod routes;
+pub mod server;
+pub mod signals;
+pub mod tls;
+pub mod token_store;

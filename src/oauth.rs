@@ -1,0 +1,466 @@
+//! The OAuth client: the authorize URL with PKCE (RFC 7636, S256), and the
+//! token POST through hyper's HTTP/1 client over tokio-rustls, with connect
+//! and total timeouts and a cap on the response body. Every outcome is
+//! classified into a [`Token`] or an [`OAuthError`] that knows its status.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::encoding::{base64_url, form_encode, percent_encode, random_urlsafe};
+
+/// An `https://` endpoint, parsed once: where to connect, what to verify and
+/// what to put in the request line and `Host`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+}
+
+impl Endpoint {
+    /// Parses an absolute `https://` URL without query or fragment.
+    pub fn parse(url: &str) -> Result<Endpoint, &'static str> {
+        let uri: hyper::Uri = url.parse().map_err(|_| "is not a valid URL")?;
+        if uri.scheme_str() != Some("https") {
+            return Err("is not an https:// URL");
+        }
+        let authority = uri.authority().ok_or("has no host")?;
+        if authority.as_str().contains('@') {
+            return Err("must not contain user information");
+        }
+        if uri.query().is_some() || url.contains('#') {
+            return Err("must not have a query or fragment");
+        }
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        ServerName::try_from(host.clone()).map_err(|_| "has an invalid host name")?;
+        Ok(Endpoint {
+            port: authority.port_u16().unwrap_or(443),
+            authority: authority.as_str().to_owned(),
+            path: uri.path().to_owned(),
+            host,
+        })
+    }
+
+    /// `host[:port]` as it appears in the URL, for the `Host` header.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The path, for the request line.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn server_name(&self) -> ServerName<'static> {
+        ServerName::try_from(self.host.clone()).expect("checked in Endpoint::parse")
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "https://{}{}", self.authority, self.path)
+    }
+}
+
+/// A PKCE pair: the verifier stays on the server, the challenge goes to the
+/// provider in the authorize URL.
+pub struct Pkce {
+    /// 43 characters of base64url from 32 random bytes.
+    pub verifier: String,
+    /// `BASE64URL(SHA256(verifier))`.
+    pub challenge: String,
+}
+
+impl Pkce {
+    /// A fresh pair.
+    pub fn generate() -> Pkce {
+        let verifier = random_urlsafe(32);
+        let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+        Pkce { challenge: base64_url(digest.as_ref()), verifier }
+    }
+}
+
+/// A token document from the token endpoint: a JSON object with a non-empty
+/// `access_token` string. Its `Debug` shows no values.
+#[derive(Clone)]
+pub struct Token(Map<String, Value>);
+
+impl Token {
+    /// Accepts a JSON object only when it carries a non-empty `access_token`.
+    pub fn from_json(value: Value) -> Option<Token> {
+        match value {
+            Value::Object(map)
+                if map.get("access_token").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) =>
+            {
+                Some(Token(map))
+            }
+            _ => None,
+        }
+    }
+
+    /// The fields, for storing.
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token").field("fields", &self.0.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// Why the token endpoint did not give us a token.
+#[derive(Debug)]
+pub enum OAuthError {
+    /// The provider answered with an OAuth error (4xx JSON), e.g. `invalid_grant`.
+    Rejected {
+        /// The provider's `error` code.
+        error: String,
+        /// The provider's `error_description`, when given.
+        description: Option<String>,
+    },
+    /// A phase did not finish in time.
+    Timeout(&'static str),
+    /// No answer: DNS, TCP, TLS or HTTP failed.
+    Unreachable(String),
+    /// An answer that is not a token nor an OAuth error.
+    BadResponse(String),
+}
+
+impl OAuthError {
+    /// 400 for the provider's own refusal, 504 for a timeout, 502 otherwise.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            OAuthError::Rejected { .. } => StatusCode::BAD_REQUEST,
+            OAuthError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            OAuthError::Unreachable(_) | OAuthError::BadResponse(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The JSON error body for the browser.
+    pub fn body(&self) -> Value {
+        match self {
+            OAuthError::Rejected { error, description } => {
+                json!({ "error": error, "error_description": description.as_deref().unwrap_or("") })
+            }
+            OAuthError::Timeout(phase) => json!({
+                "error": "upstream_timeout",
+                "error_description": format!("the token endpoint did not answer in time ({phase})"),
+            }),
+            OAuthError::Unreachable(why) => json!({
+                "error": "upstream_unreachable",
+                "error_description": format!("the token endpoint could not be reached: {why}"),
+            }),
+            OAuthError::BadResponse(why) => json!({
+                "error": "upstream_bad_response",
+                "error_description": format!("the token endpoint gave an unusable answer: {why}"),
+            }),
+        }
+    }
+
+    /// A secret-free label for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OAuthError::Rejected { .. } => "upstream_rejected",
+            OAuthError::Timeout(_) => "upstream_timeout",
+            OAuthError::Unreachable(_) => "upstream_unreachable",
+            OAuthError::BadResponse(_) => "upstream_bad_response",
+        }
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OAuthError::Rejected { error, .. } => write!(f, "the token endpoint refused: {error}"),
+            OAuthError::Timeout(phase) => write!(f, "the token endpoint timed out ({phase})"),
+            OAuthError::Unreachable(why) => write!(f, "the token endpoint is unreachable: {why}"),
+            OAuthError::BadResponse(why) => write!(f, "the token endpoint answered badly: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for OAuthError {}
+
+/// Timeouts and caps for talking to the token endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// Time for DNS and the TCP connect.
+    pub connect_timeout: Duration,
+    /// Time for the whole exchange.
+    pub total_timeout: Duration,
+    /// Largest response body read.
+    pub max_body: usize,
+}
+
+/// The app's side of OAuth: its credentials and the provider's endpoints.
+pub struct OAuthClient {
+    client_id: String,
+    secret: RwLock<Arc<str>>,
+    authorize_url: String,
+    token: Endpoint,
+    redirect_uri: Option<String>,
+    connector: TlsConnector,
+    limits: ClientLimits,
+}
+
+impl fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("client_id", &self.client_id)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuthClient {
+    /// A client for the provider at `oauth_url` (ending in `/`).
+    pub fn new(
+        client_id: String,
+        secret: Arc<str>,
+        oauth_url: &str,
+        token: Endpoint,
+        redirect_uri: Option<String>,
+        tls: Arc<rustls::ClientConfig>,
+        limits: ClientLimits,
+    ) -> OAuthClient {
+        OAuthClient {
+            client_id,
+            secret: RwLock::new(secret),
+            authorize_url: format!("{oauth_url}authorize"),
+            token,
+            redirect_uri,
+            connector: TlsConnector::from(tls),
+            limits,
+        }
+    }
+
+    /// Replaces the client secret (SIGHUP re-reads it).
+    pub fn set_secret(&self, secret: Arc<str>) {
+        *self.secret.write().unwrap_or_else(|poison| poison.into_inner()) = secret;
+    }
+
+    fn secret(&self) -> Arc<str> {
+        self.secret.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    /// Where to send the browser: `{oauth}authorize?response_type=code&…`.
+    pub fn authorize_url(&self, state: &str, code_challenge: &str) -> String {
+        let mut url = String::with_capacity(self.authorize_url.len() + 200);
+        url.push_str(&self.authorize_url);
+        url.push_str("?response_type=code&client_id=");
+        percent_encode(&self.client_id, &mut url);
+        url.push_str("&state=");
+        percent_encode(state, &mut url);
+        url.push_str("&code_challenge=");
+        percent_encode(code_challenge, &mut url);
+        url.push_str("&code_challenge_method=S256");
+        if let Some(redirect_uri) = &self.redirect_uri {
+            url.push_str("&redirect_uri=");
+            percent_encode(redirect_uri, &mut url);
+        }
+        url
+    }
+
+    /// Trades an authorization code and its PKCE verifier for a token.
+    pub async fn exchange_code(&self, code: &str, verifier: &str) -> Result<Token, OAuthError> {
+        let secret = self.secret();
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", &secret),
+            ("code_verifier", verifier),
+        ];
+        // RFC 6749 §4.1.3: required here when it was in the authorize request.
+        if let Some(redirect_uri) = &self.redirect_uri {
+            form.push(("redirect_uri", redirect_uri));
+        }
+        self.request_token(form_encode(&form)).await
+    }
+
+    /// Trades a refresh token for a new token (RFC 6749 §6).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Token, OAuthError> {
+        let secret = self.secret();
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", &secret),
+        ];
+        self.request_token(form_encode(&form)).await
+    }
+
+    async fn request_token(&self, form: String) -> Result<Token, OAuthError> {
+        let (status, body) = with_timeout(self.limits.total_timeout, "total", self.post_form(form)).await??;
+        classify(status, &body)
+    }
+
+    /// One POST on a fresh connection: TCP (connect timeout), TLS, HTTP/1.1.
+    async fn post_form(&self, form: String) -> Result<(StatusCode, Bytes), OAuthError> {
+        let endpoint = &self.token;
+        let tcp = with_timeout(
+            self.limits.connect_timeout,
+            "connect",
+            TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
+        )
+        .await?
+        .map_err(|err| OAuthError::Unreachable(format!("connect to {}: {err}", endpoint.authority)))?;
+        tcp.set_nodelay(true).ok();
+        let tls = self
+            .connector
+            .connect(endpoint.server_name(), tcp)
+            .await
+            .map_err(|err| OAuthError::Unreachable(format!("TLS with {}: {err}", endpoint.authority)))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|err| OAuthError::Unreachable(format!("HTTP with {}: {err}", endpoint.authority)))?;
+        // The connection is driven by its own task and torn down with this
+        // future, whichever way it ends (a timeout included).
+        let _connection = AbortOnDrop(tokio::spawn(async move {
+            connection.await.ok();
+        }));
+        let request = Request::post(&endpoint.path)
+            .header(HOST, &endpoint.authority)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, concat!("yandex-token/", env!("CARGO_PKG_VERSION")))
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|err| OAuthError::Unreachable(format!("building the request: {err}")))?;
+        let response = sender.send_request(request).await.map_err(|err| {
+            OAuthError::Unreachable(format!("request to {} failed: {err}", endpoint.authority))
+        })?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), self.limits.max_body)
+            .collect()
+            .await
+            .map_err(|err| {
+                if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    OAuthError::BadResponse(format!("body larger than {} bytes", self.limits.max_body))
+                } else {
+                    OAuthError::Unreachable(format!("reading the answer failed: {err}"))
+                }
+            })?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// Sorts an answer into a token, the provider's OAuth error, or junk.
+fn classify(status: StatusCode, body: &[u8]) -> Result<Token, OAuthError> {
+    if status.is_server_error() {
+        return Err(OAuthError::BadResponse(format!("HTTP {}", status.as_u16())));
+    }
+    let Ok(json) = serde_json::from_slice::<Value>(body) else {
+        return Err(OAuthError::BadResponse(format!(
+            "HTTP {} with a body that is not JSON",
+            status.as_u16()
+        )));
+    };
+    if status.is_success() {
+        return Token::from_json(json)
+            .ok_or_else(|| OAuthError::BadResponse("JSON without an access_token".to_owned()));
+    }
+    match json.get("error").and_then(Value::as_str) {
+        Some(error) if status.is_client_error() => Err(OAuthError::Rejected {
+            error: truncate(error, 128),
+            description: json.get("error_description").and_then(Value::as_str).map(|d| truncate(d, 512)),
+        }),
+        _ => Err(OAuthError::BadResponse(format!("unexpected HTTP {}", status.as_u16()))),
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+/// Runs `future` for at most `limit`, naming the phase on timeout.
+async fn with_timeout<T>(
+    limit: Duration,
+    phase: &'static str,
+    future: impl Future<Output = T>,
+) -> Result<T, OAuthError> {
+    tokio::time::timeout(limit, future).await.map_err(|_| OAuthError::Timeout(phase))
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_parsing() {
+        let e = Endpoint::parse("https://oauth.yandex.ru/token").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.authority(), e.path()),
+            ("oauth.yandex.ru", 443, "oauth.yandex.ru", "/token")
+        );
+        let e = Endpoint::parse("https://[::1]:8443/demo/token").unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.authority()), ("::1", 8443, "[::1]:8443"));
+        assert!(Endpoint::parse("http://oauth.yandex.ru/token").is_err());
+        assert!(Endpoint::parse("https://u:p@oauth.yandex.ru/token").is_err());
+        assert!(Endpoint::parse("https://oauth.yandex.ru/token?x=1").is_err());
+        assert!(Endpoint::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn pkce_pairs_are_fresh_and_consistent() {
+        let a = Pkce::generate();
+        let b = Pkce::generate();
+        assert_ne!(a.verifier, b.verifier);
+        assert_eq!(a.verifier.len(), 43);
+        let digest = ring::digest::digest(&ring::digest::SHA256, a.verifier.as_bytes());
+        assert_eq!(a.challenge, base64_url(digest.as_ref()));
+    }
+
+    #[test]
+    fn classification_follows_the_design() {
+        let ok = classify(StatusCode::OK, br#"{"access_token":"t","token_type":"bearer"}"#);
+        assert!(ok.is_ok());
+        let rejected = classify(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"invalid_grant","error_description":"Code has expired"}"#,
+        );
+        assert!(matches!(rejected, Err(OAuthError::Rejected { ref error, .. }) if error == "invalid_grant"));
+        assert_eq!(
+            classify(StatusCode::INTERNAL_SERVER_ERROR, b"{}").unwrap_err().status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(classify(StatusCode::OK, b"<html>").unwrap_err().status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            classify(StatusCode::OK, br#"{"access_token":""}"#).unwrap_err().status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            classify(StatusCode::NOT_FOUND, b"not json").unwrap_err().status(),
+            StatusCode::BAD_GATEWAY
+        );
+    }
+
+    #[test]
+    fn token_debug_shows_no_values() {
+        let token = Token::from_json(json!({"access_token": "SECRET-VALUE"})).unwrap();
+        assert!(!format!("{token:?}").contains("SECRET-VALUE"));
+    }
+}

@@ -1,0 +1,102 @@
+//! The router: one visible `match` on method and path, the response helpers,
+//! the headers every TLS response carries, and the access log line. The
+//! service built on [`route`] never fails: every error is a response.
+
+use std::time::Instant;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::app::App;
+use crate::error::AppError;
+use crate::{demo, get_token};
+
+/// Every response body: small and fully buffered.
+pub type Body = Full<Bytes>;
+
+/// A response with a JSON body.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut body = serde_json::to_vec(value).expect("a JSON value serialises");
+    body.push(b'\n');
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A response with a small plain-text body.
+pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Answers one request on the TLS listener and logs it.
+pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let result = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/get_token") => get_token::handle(&request, app).await,
+        (_, "/get_token") => Err(AppError::MethodNotAllowed("GET")),
+        (&Method::GET | &Method::HEAD, "/healthz") => Ok(text_response(StatusCode::OK, "ok\n")),
+        (_, "/healthz") => Err(AppError::MethodNotAllowed("GET, HEAD")),
+        (_, path) if path.starts_with(demo::PREFIX) => match &app.demo {
+            Some(provider) => provider.handle(request).await,
+            None => Err(AppError::NotFound),
+        },
+        _ => Err(AppError::NotFound),
+    };
+    let (mut response, error) = match result {
+        Ok(response) => (response, None),
+        Err(err) => {
+            let label = err.kind();
+            let detail = match &err {
+                AppError::Upstream(upstream) => Some(upstream.to_string()),
+                AppError::StoreFailed { reason, .. } => Some(reason.clone()),
+                _ => None,
+            };
+            (err.into_response(), Some((label, detail)))
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::STRICT_TRANSPORT_SECURITY, app.hsts.clone());
+    // RFC 6749 §5.1 and RFC 9700: tokens and codes must not be cached or
+    // leak through Referer. Cheap enough to send on every response.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    log_access(&method, &path, response.status(), started, error);
+    response
+}
+
+/// The access log: method, path without the query, status, milliseconds,
+/// and for errors a secret-free label. Nothing else from the request.
+pub fn log_access(
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    started: Instant,
+    error: Option<(&str, Option<String>)>,
+) {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    // The path is peer-controlled: cap it so one request cannot write a
+    // huge line. hyper has already refused control characters.
+    let path: String = path.chars().take(200).collect();
+    match error {
+        None => crate::info!("method={method} path={path} status={} ms={ms:.2}", status.as_u16()),
+        Some((label, None)) => {
+            crate::info!("method={method} path={path} status={} ms={ms:.2} error={label}", status.as_u16())
+        }
+        Some((label, Some(detail))) => crate::info!(
+            "method={method} path={path} status={} ms={ms:.2} error={label} detail={detail:?}",
+            status.as_u16()
+        ),
+    }
+}

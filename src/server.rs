@@ -1,0 +1,234 @@
+//! The accept loops and connection handling: a permit per connection, the
+//! TLS handshake under a deadline in the connection's own task, hyper-util's
+//! auto (HTTP/1.1 + HTTP/2) builder with explicit limits, graceful shutdown
+//! with a bounded drain, and the optional plain-HTTP redirect listener.
+//!
+//! Listeners and the shutdown signal are passed in, so tests run the real
+//! server on a loopback port and systemd can hand over its sockets.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::TcpListener as StdTcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::app::App;
+use crate::error::AppError;
+use crate::routes::{self, Body};
+
+/// The sockets to serve: HTTPS on one or more, the redirect on at most one.
+#[derive(Debug)]
+pub struct Listeners {
+    /// TLS listeners serving the app.
+    pub https: Vec<StdTcpListener>,
+    /// The plain-HTTP listener answering with redirects to https.
+    pub http: Option<StdTcpListener>,
+}
+
+/// What a listener serves.
+#[derive(Clone, Copy)]
+enum Role {
+    Https,
+    /// Plain HTTP redirecting to the HTTPS port given.
+    Redirect(u16),
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish within the drain limit, and returns.
+pub async fn run(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let https_port = match listeners.https.first() {
+        Some(listener) => listener.local_addr()?.port(),
+        None => return Err(io::Error::new(io::ErrorKind::InvalidInput, "no HTTPS listener")),
+    };
+    let mut roles = Vec::new();
+    for listener in listeners.https {
+        roles.push((listener, Role::Https));
+    }
+    if let Some(listener) = listeners.http {
+        roles.push((listener, Role::Redirect(https_port)));
+    }
+    let permits = Arc::new(Semaphore::new(app.limits.max_connections));
+    let graceful = Arc::new(GracefulShutdown::new());
+    let builder = Arc::new(http_builder(&app));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut loops = JoinSet::new();
+    for (listener, role) in roles {
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
+        loops.spawn(accept_loop(
+            listener,
+            role,
+            app.clone(),
+            builder.clone(),
+            permits.clone(),
+            graceful.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    shutdown.await;
+    stop_tx.send(true).ok();
+    while loops.join_next().await.is_some() {}
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| unreachable!("accept loops have ended"));
+    let open = graceful.count();
+    if open > 0 {
+        crate::info!("shutting down: waiting for {open} open connection(s)");
+    }
+    if tokio::time::timeout(app.limits.drain_timeout, graceful.shutdown()).await.is_err() {
+        crate::warn!(
+            "shutdown: connections still open after {}s; closing them",
+            app.limits.drain_timeout.as_secs()
+        );
+    }
+    Ok(())
+}
+
+/// The HTTP builder with every limit set. A timer is required for the
+/// header-read timeout to do anything.
+fn http_builder(app: &App) -> auto::Builder<TokioExecutor> {
+    let limits = &app.limits;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper's read buffer bounds the request head; 8 KiB is its floor.
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.h2_max_concurrent_streams);
+    builder
+}
+
+/// Accepts until told to stop. Never ends on an accept error and never
+/// waits on a peer: the handshake runs in the connection's task.
+async fn accept_loop(
+    listener: TcpListener,
+    role: Role,
+    app: Arc<App>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    permits: Arc<Semaphore>,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(app.server_tls.clone());
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = stop.changed() => return,
+        };
+        let (tcp, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    crate::warn!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        tcp.set_nodelay(true).ok();
+        let watcher = graceful.watcher();
+        let app = app.clone();
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match role {
+                Role::Https => {
+                    let handshake =
+                        tokio::time::timeout(app.limits.tls_handshake_timeout, acceptor.accept(tcp));
+                    // Failed and timed-out handshakes are scanners' daily
+                    // bread; logging each would let them flood the journal.
+                    let Ok(Ok(tls)) = handshake.await else { return };
+                    let service = service_fn(move |request| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(routes::route(request, &app).await) }
+                    });
+                    watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await.ok();
+                }
+                Role::Redirect(https_port) => {
+                    let service = service_fn(move |request| async move {
+                        Ok::<_, Infallible>(redirect_to_https(&request, https_port))
+                    });
+                    watcher.watch(builder.serve_connection(TokioIo::new(tcp), service)).await.ok();
+                }
+            }
+        });
+    }
+}
+
+/// The plain-HTTP answer: a permanent redirect to the same host and path on
+/// https, or 400 when the request names no usable host.
+fn redirect_to_https(request: &Request<Incoming>, https_port: u16) -> Response<Body> {
+    let started = Instant::now();
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().host())
+        .and_then(host_without_port);
+    let response = match host {
+        Some(host) => {
+            let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+            let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            let location = format!("https://{host}{port}{target}");
+            let mut response = Response::new(Body::default());
+            *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            match HeaderValue::try_from(location) {
+                Ok(location) => {
+                    response.headers_mut().insert(header::LOCATION, location);
+                    response
+                }
+                Err(_) => AppError::BadRequest("unusable request target".into()).into_response(),
+            }
+        }
+        None => AppError::BadRequest("missing or invalid Host header".into()).into_response(),
+    };
+    routes::log_access(request.method(), request.uri().path(), response.status(), started, None);
+    response
+}
+
+/// `example.com:80` → `example.com`, `[::1]:80` → `[::1]`; refuses anything
+/// that is not a plausible host name or IP literal.
+fn host_without_port(host: &str) -> Option<&str> {
+    let host = if host.starts_with('[') {
+        &host[..=host.find(']')?]
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let plausible = !host.is_empty()
+        && host.len() <= 253
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'));
+    plausible.then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_without_port;
+
+    #[test]
+    fn hosts_lose_their_port_and_junk_is_refused() {
+        assert_eq!(host_without_port("example.com:80"), Some("example.com"));
+        assert_eq!(host_without_port("example.com"), Some("example.com"));
+        assert_eq!(host_without_port("[::1]:8080"), Some("[::1]"));
+        assert_eq!(host_without_port("evil.com/path"), None);
+        assert_eq!(host_without_port(""), None);
+        assert_eq!(host_without_port("a b"), None);
+    }
+}

@@ -1,0 +1,42 @@
+//! Process signals: SIGTERM or SIGINT end the server gracefully; SIGHUP
+//! reloads the certificate, key and client secret without dropping a
+//! connection. Handlers are installed before the server starts, so an early
+//! signal is never lost to the default action.
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::app::App;
+
+/// Installs the SIGTERM/SIGINT handlers and returns a future that resolves
+/// on the first of them.
+pub fn shutdown() -> io::Result<impl Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        crate::info!("{name} received: stopping");
+    })
+}
+
+/// Installs the SIGHUP handler and returns the loop that reloads `app` on
+/// each SIGHUP, logging what was reloaded and what was kept and why.
+pub fn reload_on_hangup(app: Arc<App>) -> io::Result<impl Future<Output = ()>> {
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        while hup.recv().await.is_some() {
+            let errors = app.reload();
+            if errors.is_empty() {
+                crate::info!("SIGHUP: certificate, key and client secret reloaded");
+            }
+            for err in errors {
+                crate::error!("SIGHUP: reload failed, still serving the previous one: {err}");
+            }
+        }
+    })
+}

@@ -1,0 +1,181 @@
+//! The TLS edge: loading a PEM certificate chain and key (and checking they
+//! belong together), the server configuration (ring, TLS 1.2/1.3, ALPN h2 and
+//! http/1.1) behind a certificate resolver that SIGHUP can swap, and the
+//! client configuration for the token endpoint (system roots plus
+//! `--ca-file`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::error::StartupError;
+
+/// The one crypto provider of the crate: ring, chosen explicitly so no
+/// process-wide default is ever consulted.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a certificate chain (leaf first) from a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, StartupError> {
+    let context = || format!("failed to read certificates from {}", path.display());
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|err| StartupError::with(context(), err))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| StartupError::with(context(), err))?;
+    if certs.is_empty() {
+        return Err(StartupError::msg(format!("{}: no certificates found", context())));
+    }
+    Ok(certs)
+}
+
+/// Loads a certificate chain and its private key (PKCS#8, SEC1 or PKCS#1;
+/// RSA, ECDSA or Ed25519) and checks that the key matches the leaf.
+pub fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, StartupError> {
+    let chain = load_certs(cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|err| {
+        StartupError::with(format!("failed to read private key from {}", key.display()), err)
+    })?;
+    certified_key(chain, key_der).map_err(|why| {
+        StartupError::msg(format!(
+            "certificate {} and key {} cannot be used together: {why}",
+            cert.display(),
+            key.display()
+        ))
+    })
+}
+
+/// Builds a [`CertifiedKey`] from DER, refusing a key that does not match the
+/// leaf certificate.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>, String> {
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|err| format!("unsupported private key ({err})"))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        Ok(()) => Ok(Arc::new(certified)),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err("the private key does not match the certificate".to_owned())
+        }
+        Err(err) => Err(format!("cannot check the key against the certificate ({err})")),
+    }
+}
+
+/// The certificate the server presents, swappable at run time. Every new
+/// handshake asks for the current one; open connections keep theirs.
+pub struct CertResolver {
+    current: RwLock<Arc<CertifiedKey>>,
+    /// The certificate and key files; `None` for a pair made in memory.
+    source: Option<(PathBuf, PathBuf)>,
+}
+
+impl CertResolver {
+    /// A resolver serving `initial`, reloadable from `source` (certificate
+    /// path, key path) when given.
+    pub fn new(initial: Arc<CertifiedKey>, source: Option<(PathBuf, PathBuf)>) -> Self {
+        CertResolver { current: RwLock::new(initial), source }
+    }
+
+    /// Re-reads the certificate and key from their paths. On any error the
+    /// old pair stays in service and the error says why.
+    pub fn reload(&self) -> Result<(), StartupError> {
+        let Some((cert, key)) = &self.source else { return Ok(()) };
+        let fresh = load_pair(cert, key)?;
+        *self.current.write().unwrap_or_else(|poison| poison.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The certificate currently served.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+}
+
+impl fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertResolver").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// The server configuration: TLS 1.3 and 1.2 only, no client auth, ALPN
+/// `h2` then `http/1.1`, certificates from `resolver`.
+pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, StartupError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|err| StartupError::with("TLS server configuration", err))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Trust anchors for the token endpoint: the system's roots (unless
+/// `system_roots` is false, as in the demo) plus every certificate in
+/// `extra`.
+pub fn client_config(
+    system_roots: bool,
+    ca_file: Option<&Path>,
+    extra: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, StartupError> {
+    let mut roots = RootCertStore::empty();
+    if system_roots {
+        // Individual unreadable system certificates are skipped, as every
+        // TLS client does; an empty store is caught below.
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+    }
+    if let Some(path) = ca_file {
+        for cert in load_certs(path)? {
+            roots.add(cert).map_err(|err| {
+                StartupError::with(format!("unusable trust anchor in {}", path.display()), err)
+            })?;
+        }
+    }
+    for cert in extra {
+        roots.add(cert.clone()).map_err(|err| StartupError::with("unusable trust anchor", err))?;
+    }
+    if roots.is_empty() {
+        return Err(StartupError::msg(
+            "no trust anchors for the token endpoint: install ca-certificates or pass --ca-file",
+        ));
+    }
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|err| StartupError::with("TLS client configuration", err))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Encodes DER certificates as PEM, for files a user hands to curl.
+pub fn certs_to_pem(certs: &[CertificateDer<'_>]) -> String {
+    let mut out = String::new();
+    for cert in certs {
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        let encoded = crate::encoding::base64_standard(cert.as_ref());
+        for line in encoded.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}

@@ -1,0 +1,166 @@
+//! `token.json`: the one place tokens live on disk. Writes are atomic and
+//! durable (temp file 0600, fsync, rename, fsync of the directory), so a
+//! crash at any moment leaves either the old token or the new one, whole.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use crate::oauth::Token;
+
+/// The file name of the stored token inside the token directory.
+pub const TOKEN_FILE: &str = "token.json";
+
+/// The token directory.
+#[derive(Debug, Clone)]
+pub struct TokenStore {
+    dir: PathBuf,
+}
+
+/// Why a stored token could not be read.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read (permissions, I/O).
+    Io(PathBuf, io::Error),
+    /// The file is not a JSON object.
+    Corrupt(PathBuf),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Io(path, err) if err.kind() == io::ErrorKind::PermissionDenied => write!(
+                f,
+                "cannot read {}: {err} (run as the service user, e.g. with sudo -u yandex-token)",
+                path.display()
+            ),
+            LoadError::Io(path, err) => write!(f, "cannot read {}: {err}", path.display()),
+            LoadError::Corrupt(path) => write!(f, "{} is not a JSON object", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl TokenStore {
+    /// A store in `dir`; nothing is touched until the first save.
+    pub fn new(dir: PathBuf) -> TokenStore {
+        TokenStore { dir }
+    }
+
+    /// The token directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of `token.json`.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(TOKEN_FILE)
+    }
+
+    /// The document stored for `token`: its fields plus `obtained_at`, the
+    /// Unix time now.
+    pub fn document(token: Token) -> Value {
+        let mut doc: Map<String, Value> = token.into_map();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        doc.insert("obtained_at".to_owned(), Value::from(now));
+        Value::Object(doc)
+    }
+
+    /// Stores `doc` as `token.json`, creating the directory (0700) if needed.
+    /// Returns only once the file and its directory entry are on disk.
+    pub fn save(&self, doc: &Value) -> io::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(doc).expect("a JSON value serialises");
+        bytes.push(b'\n');
+        self.ensure_dir()?;
+        save_atomic(&self.dir, TOKEN_FILE, &bytes)
+    }
+
+    /// Reads `token.json`; `Ok(None)` when there is none yet.
+    pub fn load(&self) -> Result<Option<Map<String, Value>>, LoadError> {
+        let path = self.path();
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(LoadError::Io(path, err)),
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(map)) => Ok(Some(map)),
+            _ => Err(LoadError::Corrupt(path)),
+        }
+    }
+
+    /// Proves the directory can take a token: creates it if needed, then
+    /// writes and removes a probe file.
+    pub fn check_writable(&self) -> io::Result<()> {
+        self.ensure_dir()?;
+        save_atomic(&self.dir, ".write-check", b"")?;
+        fs::remove_file(self.dir.join(".write-check"))
+    }
+
+    fn ensure_dir(&self) -> io::Result<()> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)
+    }
+}
+
+/// Writes `bytes` to `dir/name` atomically: a new 0600 temp file in the same
+/// directory, fsync, rename over the target, fsync of the directory.
+pub fn save_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), crate::encoding::random_urlsafe(6)));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, dir.join(name))?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        fs::remove_file(&tmp).ok();
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn token(access: &str) -> Token {
+        Token::from_json(serde_json::json!({"access_token": access, "token_type": "bearer"})).unwrap()
+    }
+
+    #[test]
+    fn save_then_load_round_trips_with_private_modes() {
+        let root = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(root.path().join("nested/tokens"));
+        let doc = TokenStore::document(token("first"));
+        store.save(&doc).unwrap();
+        assert!(doc["obtained_at"].as_u64().unwrap() > 1_600_000_000);
+        let loaded = store.load().unwrap().unwrap();
+        assert_eq!(loaded["access_token"], "first");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store.path()), 0o600);
+        assert_eq!(mode(store.dir()), 0o700);
+        store.save(&TokenStore::document(token("second"))).unwrap();
+        assert_eq!(store.load().unwrap().unwrap()["access_token"], "second");
+        let leftovers: Vec<_> = fs::read_dir(store.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from(TOKEN_FILE)]);
+    }
+
+    #[test]
+    fn missing_token_is_none_and_garbage_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(root.path().to_owned());
+        assert!(store.load().unwrap().is_none());
+        fs::write(store.path(), b"[1,2").unwrap();
+        assert!(matches!(store.load(), Err(LoadError::Corrupt(_))));
+    }
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary: the real server over real TLS on
+//! loopback, a fake Yandex, and the real binary driven by curl.
+
+mod support;
+
+mod cli;
+mod e2e_curl;
+mod get_token_flow;
+mod routes;
+mod upstream_failures;

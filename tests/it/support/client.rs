@@ -1,0 +1,122 @@
+//! A small HTTPS client for tests: hyper over rustls trusting only the test
+//! CA, one cookie jar, HTTP/1.1 or HTTP/2.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::HeaderMap;
+use hyper::{Method, Request};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio_rustls::TlsConnector;
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub version: hyper::Version,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+
+    pub fn location(&self) -> &str {
+        self.header("location").expect("a Location header")
+    }
+}
+
+pub struct Client {
+    tls: Arc<rustls::ClientConfig>,
+    /// `name=value` of the last cookie set, sent back on every request.
+    pub cookie: Option<String>,
+}
+
+pub fn client_config(
+    ca: &CertificateDer<'static>,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+impl Client {
+    pub fn new(ca: &CertificateDer<'static>) -> Client {
+        Client { tls: client_config(ca, &[b"http/1.1"], rustls::DEFAULT_VERSIONS), cookie: None }
+    }
+
+    pub fn with_config(tls: Arc<rustls::ClientConfig>) -> Client {
+        Client { tls, cookie: None }
+    }
+
+    pub async fn get(&mut self, addr: SocketAddr, target: &str) -> Reply {
+        self.send(addr, Method::GET, target, "").await
+    }
+
+    /// GET an absolute `https://localhost:PORT/...` URL.
+    pub async fn get_url(&mut self, url: &str) -> Reply {
+        let rest = url.strip_prefix("https://").expect("an https URL");
+        let (authority, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let port: u16 = authority.rsplit_once(':').unwrap().1.parse().unwrap();
+        self.get(SocketAddr::from(([127, 0, 0, 1], port)), target).await
+    }
+
+    pub async fn send(
+        &mut self,
+        addr: SocketAddr,
+        method: Method,
+        target: &str,
+        body: &'static str,
+    ) -> Reply {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = TlsConnector::from(self.tls.clone())
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let mut request = Request::builder().method(method).uri(target);
+        if h2 {
+            request = request.uri(format!("https://localhost:{}{target}", addr.port()));
+        } else {
+            request = request.header("host", format!("localhost:{}", addr.port()));
+        }
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        let request = request.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
+        let response = if h2 {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+            tokio::spawn(conn);
+            sender.send_request(request).await.unwrap()
+        } else {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+            tokio::spawn(conn);
+            sender.send_request(request).await.unwrap()
+        };
+        let status = response.status().as_u16();
+        let version = response.version();
+        let headers = response.headers().clone();
+        if let Some(set) = headers.get("set-cookie").and_then(|v| v.to_str().ok()) {
+            self.cookie = Some(set.split(';').next().unwrap().to_owned());
+        }
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned(), version }
+    }
+}

@@ -1,0 +1,259 @@
+//! A fake Yandex OAuth server: hyper over TLS on 127.0.0.1:0. It behaves
+//! like oauth.yandex.ru where our server depends on it: `/authorize` issues
+//! single-use codes bound to the PKCE challenge and redirects to the
+//! callback; `/token` checks client credentials (form or HTTP Basic), the
+//! code (unknown, used, expired) and the S256 verifier, and answers with
+//! Yandex's JSON. It fails on demand: 500, garbage, slow, oversized.
+//!
+//! It parses with `form_urlencoded` and `base64`, not with our own code, so
+//! a bug in ours cannot hide behind the same bug here.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio_rustls::TlsAcceptor;
+
+use super::pki::TestPki;
+
+/// How `/token` behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    Status500,
+    Garbage,
+    Slow(Duration),
+    HugeBody,
+}
+
+struct Grant {
+    challenge: String,
+    created: Instant,
+    used: bool,
+}
+
+pub struct FakeState {
+    pub client_id: String,
+    pub secret: String,
+    pub mode: Mutex<Mode>,
+    pub code_ttl: Mutex<Duration>,
+    /// Where `/authorize` sends the browser when no `redirect_uri` is given
+    /// (Yandex: the app's first registered Callback URL).
+    pub callback: Mutex<Option<String>>,
+    pub token_calls: AtomicUsize,
+    pub issued_codes: Mutex<Vec<String>>,
+    pub issued_tokens: Mutex<Vec<String>>,
+    grants: Mutex<HashMap<String, Grant>>,
+}
+
+pub struct FakeOAuth {
+    pub addr: SocketAddr,
+    pub state: Arc<FakeState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeOAuth {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeOAuth {
+    pub async fn start(pki: &TestPki) -> FakeOAuth {
+        let state = Arc::new(FakeState {
+            client_id: "test-client-id".to_owned(),
+            secret: "test-client-secret-QWERTY".to_owned(),
+            mode: Mutex::new(Mode::Normal),
+            code_ttl: Mutex::new(Duration::from_secs(600)),
+            callback: Mutex::new(None),
+            token_calls: AtomicUsize::new(0),
+            issued_codes: Mutex::new(Vec::new()),
+            issued_tokens: Mutex::new(Vec::new()),
+            grants: Mutex::new(HashMap::new()),
+        });
+        let pair = yandex_token::tls::load_pair(&pki.cert, &pki.key).unwrap();
+        let resolver = Arc::new(yandex_token::tls::CertResolver::new(pair, None));
+        let mut config = (*yandex_token::tls::server_config(resolver).unwrap()).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let acceptor = acceptor.clone();
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let service = hyper::service::service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(handle(request, &state).await) }
+                    });
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await
+                        .ok();
+                });
+            }
+        });
+        FakeOAuth { addr, state, task }
+    }
+
+    /// The `--oauth-url` for this fake.
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}/", self.addr.port())
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+
+    pub fn token_calls(&self) -> usize {
+        self.state.token_calls.load(Ordering::SeqCst)
+    }
+}
+
+fn json_reply(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .unwrap()
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<Full<Bytes>> {
+    json_reply(status, json!({"error": error, "error_description": description}))
+}
+
+async fn handle(request: Request<Incoming>, state: &FakeState) -> Response<Full<Bytes>> {
+    match (request.method().as_str(), request.uri().path()) {
+        ("GET", "/authorize") => authorize(request.uri().query().unwrap_or(""), state),
+        ("POST", "/token") => {
+            state.token_calls.fetch_add(1, Ordering::SeqCst);
+            token(request, state).await
+        }
+        _ => oauth_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+    }
+}
+
+fn authorize(query: &str, state: &FakeState) -> Response<Full<Bytes>> {
+    let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let param = |name: &str| params.get(name).map(String::as_str);
+    if param("response_type") != Some("code") || param("client_id") != Some(state.client_id.as_str()) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "bad response_type or client_id");
+    }
+    if param("code_challenge_method") != Some("S256") || param("code_challenge").is_none() {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "PKCE S256 required");
+    }
+    let callback = match param("redirect_uri") {
+        Some(uri) => uri.to_owned(),
+        None => match state.callback.lock().unwrap().clone() {
+            Some(uri) => uri,
+            None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "no callback"),
+        },
+    };
+    let code = format!("{:016x}", rand_u64());
+    state.grants.lock().unwrap().insert(
+        code.clone(),
+        Grant {
+            challenge: param("code_challenge").unwrap().to_owned(),
+            created: Instant::now(),
+            used: false,
+        },
+    );
+    state.issued_codes.lock().unwrap().push(code.clone());
+    let mut location = form_urlencoded::Serializer::new(format!("{callback}?"));
+    location.append_pair("code", &code);
+    if let Some(s) = param("state") {
+        location.append_pair("state", s);
+    }
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header("location", location.finish())
+        .body(Full::default())
+        .unwrap()
+}
+
+async fn token(request: Request<Incoming>, state: &FakeState) -> Response<Full<Bytes>> {
+    let mode = *state.mode.lock().unwrap();
+    let basic = request
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let body = request.into_body().collect().await.unwrap().to_bytes();
+    match mode {
+        Mode::Status500 => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "boom"),
+        Mode::Garbage => {
+            return Response::builder()
+                .status(200)
+                .body(Full::new(Bytes::from_static(b"<html>oops")))
+                .unwrap();
+        }
+        Mode::HugeBody => {
+            let huge = format!("{{\"access_token\":\"{}\"}}", "x".repeat(200 * 1024));
+            return Response::builder().status(200).body(Full::new(Bytes::from(huge))).unwrap();
+        }
+        Mode::Slow(delay) => tokio::time::sleep(delay).await,
+        Mode::Normal => {}
+    }
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| form.get(name).map(String::as_str);
+    let (client_id, secret) = match basic.as_deref().and_then(|b| b.split_once(':')) {
+        Some((id, secret)) => (Some(id.to_owned()), Some(secret.to_owned())),
+        None => (field("client_id").map(str::to_owned), field("client_secret").map(str::to_owned)),
+    };
+    if client_id.as_deref() != Some(state.client_id.as_str())
+        || secret.as_deref() != Some(state.secret.as_str())
+    {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client not found");
+    }
+    if field("grant_type") != Some("authorization_code") {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant type");
+    }
+    let ttl = *state.code_ttl.lock().unwrap();
+    let mut grants = state.grants.lock().unwrap();
+    let Some(grant) = field("code").and_then(|code| grants.get_mut(code)) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid code");
+    };
+    if grant.used || grant.created.elapsed() >= ttl {
+        grant.used = true;
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Code has expired");
+    }
+    grant.used = true;
+    let verifier = field("code_verifier").unwrap_or("");
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    if base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()) != grant.challenge {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid code_verifier");
+    }
+    let access = format!("y0_AgAAAA{:016x}", rand_u64());
+    state.issued_tokens.lock().unwrap().push(access.clone());
+    json_reply(
+        StatusCode::OK,
+        json!({
+            "token_type": "bearer",
+            "access_token": access,
+            "expires_in": 31_536_000,
+            "refresh_token": format!("1:refresh:{:016x}", rand_u64()),
+        }),
+    )
+}
+
+fn rand_u64() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new().fill(&mut bytes).unwrap();
+    u64::from_le_bytes(bytes)
+}

@@ -1,0 +1,51 @@
+//! Shared test fixtures: the test PKI, the fake Yandex, the in-process
+//! server, the test client and the child-process runner.
+
+pub mod client;
+pub mod fake_oauth;
+pub mod pki;
+pub mod process;
+pub mod server;
+
+use client::{Client, Reply};
+use server::TestServer;
+
+/// Drives one whole flow as a browser would: start, the provider's
+/// redirect, the callback. Returns the callback's reply.
+pub async fn complete_flow(client: &mut Client, server: &TestServer) -> Reply {
+    let start = client.get(server.addr, "/get_token").await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let at_provider = client.get_url(start.location()).await;
+    assert_eq!(at_provider.status, 302, "{}", at_provider.body);
+    client.get_url(at_provider.location()).await
+}
+
+/// The provider's callback URL for a server.
+pub fn callback_for(server: &TestServer) -> String {
+    format!("https://localhost:{}/get_token", server.addr.port())
+}
+
+/// A test PKI, a fake Yandex and our server pointed at it.
+pub struct World {
+    pub pki: pki::TestPki,
+    pub fake: fake_oauth::FakeOAuth,
+    pub server: TestServer,
+}
+
+impl World {
+    pub async fn new() -> World {
+        World::with(|_| {}).await
+    }
+
+    pub async fn with(tweak: impl FnOnce(&mut yandex_token::config::Config)) -> World {
+        let pki = pki::TestPki::new();
+        let fake = fake_oauth::FakeOAuth::start(&pki).await;
+        let server = TestServer::start(&pki, &fake, tweak).await;
+        *fake.state.callback.lock().unwrap() = Some(callback_for(&server));
+        World { pki, fake, server }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.pki.ca_der)
+    }
+}

@@ -1,0 +1,86 @@
+//! The real binary as a child process: its stderr collected line by line,
+//! readiness awaited from its "listening on" line (never a sleep), and
+//! SIGTERM on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_yandex-token");
+
+pub struct Running {
+    pub child: Child,
+    pub stderr: Arc<Mutex<String>>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// Starts `yandex-token args...` and waits (up to 20 s) for the first
+    /// "listening on https://ADDR" line.
+    pub fn start(args: &[String]) -> (Running, SocketAddr) {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, lines) = mpsc::channel();
+        let reader = BufReader::new(child.stderr.take().unwrap());
+        let collected = stderr.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                collected.lock().unwrap().push_str(&format!("{line}\n"));
+                tx.send(line).ok();
+            }
+        });
+        let mut running = Running { child, stderr, lines };
+        let addr = running.wait_for_line("listening on https://");
+        (running, addr.parse().expect("an address after 'listening on https://'"))
+    }
+
+    /// Waits for a stderr line containing `needle`; returns what follows it.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => {
+                    if let Some(index) = line.find(needle) {
+                        return line[index + needle.len()..].trim().to_owned();
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; stderr so far:\n{}", self.stderr()),
+            }
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Runs `yandex-token args...` to completion: (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BIN).args(args).env_remove("YANDEX_TOKEN_CLIENT_ID").output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

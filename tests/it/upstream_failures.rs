@@ -1,0 +1,111 @@
+//! The token endpoint failing every way it can: each gets its status and a
+//! JSON error, nothing is stored, and the server keeps serving.
+
+use std::time::Duration;
+
+use crate::support::fake_oauth::Mode;
+use crate::support::server::TestServer;
+use crate::support::{World, callback_for, complete_flow};
+
+async fn assert_still_serving(world: &World) {
+    let mut client = world.client();
+    assert_eq!(client.get(world.server.addr, "/healthz").await.status, 200);
+}
+
+async fn flow_with_mode(mode: Mode, expected_status: u16, expected_error: &str) {
+    let world = World::with(|config| config.limits.upstream_timeout = Duration::from_millis(500)).await;
+    world.fake.set_mode(mode);
+    let mut client = world.client();
+    let reply = complete_flow(&mut client, &world.server).await;
+    assert_eq!(reply.status, expected_status, "{mode:?}: {}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.json()["error"], expected_error, "{mode:?}");
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert!(!world.server.token_file().exists());
+    assert_still_serving(&world).await;
+    // And once the provider recovers, a new flow succeeds.
+    world.fake.set_mode(Mode::Normal);
+    assert_eq!(complete_flow(&mut client, &world.server).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_500_is_a_502() {
+    flow_with_mode(Mode::Status500, 502, "upstream_bad_response").await;
+}
+
+#[tokio::test]
+async fn garbage_is_a_502() {
+    flow_with_mode(Mode::Garbage, 502, "upstream_bad_response").await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_a_502() {
+    flow_with_mode(Mode::HugeBody, 502, "upstream_bad_response").await;
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_is_a_504() {
+    flow_with_mode(Mode::Slow(Duration::from_secs(5)), 504, "upstream_timeout").await;
+}
+
+#[tokio::test]
+async fn an_expired_code_is_the_providers_400() {
+    let world = World::new().await;
+    *world.fake.state.code_ttl.lock().unwrap() = Duration::ZERO;
+    let mut client = world.client();
+    let reply = complete_flow(&mut client, &world.server).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "invalid_grant");
+    assert_eq!(reply.json()["error_description"], "Code has expired");
+    assert_still_serving(&world).await;
+}
+
+#[tokio::test]
+async fn wrong_client_credentials_are_the_providers_error() {
+    let world = World::new().await;
+    world.server.app.oauth.set_secret("not-the-secret".into());
+    let mut client = world.client();
+    let reply = complete_flow(&mut client, &world.server).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "invalid_client");
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_502() {
+    let world = World::new().await;
+    // A port nobody listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let server = TestServer::start_with(
+        &world.pki,
+        &format!("https://localhost:{}/", closed.port()),
+        &world.fake.state.secret,
+        |_| {},
+    )
+    .await;
+    let mut client = world.client();
+    let start = client.get(server.addr, "/get_token").await;
+    let state = start.location().split("state=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let reply = client.get(server.addr, &format!("/get_token?code=somecode&state={state}")).await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "upstream_unreachable");
+    assert_eq!(client.get(server.addr, "/healthz").await.status, 200);
+    let _ = callback_for(&server);
+}
+
+#[tokio::test]
+async fn an_untrusted_endpoint_certificate_is_a_502() {
+    // Our server trusts the system roots plus its --ca-file; a fake signed by
+    // another CA must be refused, not silently accepted.
+    let world = World::new().await;
+    let other_pki = crate::support::pki::TestPki::new();
+    let server =
+        TestServer::start_with(&other_pki, &world.fake.url(), &world.fake.state.secret, |_| {}).await;
+    *world.fake.state.callback.lock().unwrap() = Some(callback_for(&server));
+    let mut client = crate::support::client::Client::new(&other_pki.ca_der);
+    let start = client.get(server.addr, "/get_token").await;
+    let state = start.location().split("state=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let reply = client.get(server.addr, &format!("/get_token?code=somecode&state={state}")).await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert!(reply.json()["error_description"].as_str().unwrap().contains("TLS"), "{}", reply.body);
+    assert_eq!(world.fake.token_calls(), 0);
+}
