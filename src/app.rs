@@ -13,6 +13,7 @@ use crate::demo;
 use crate::error::StartupError;
 use crate::oauth::{ClientLimits, OAuthClient};
 use crate::pending::PendingStates;
+use crate::systemd::Notifier;
 use crate::tls::{self, CertResolver};
 use crate::token_store::TokenStore;
 
@@ -37,6 +38,10 @@ pub struct App {
     pub demo: Option<demo::Provider>,
     /// Re-read on SIGHUP; `None` when the secret did not come from a file.
     pub secret_file: Option<PathBuf>,
+    /// The host the plain-HTTP listener redirects to, when pinned.
+    pub public_host: Option<String>,
+    /// Tells systemd about readiness, reloads and shutdown.
+    pub notify: Notifier,
 }
 
 impl App {
@@ -80,6 +85,8 @@ impl App {
             hsts: HeaderValue::from_static(hsts),
             demo,
             secret_file,
+            public_host: config.public_host.clone(),
+            notify: Notifier::new(config.notify_socket.clone()),
         })
     }
 

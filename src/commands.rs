@@ -16,7 +16,7 @@ use crate::oauth::{Endpoint, OAuthClient, OAuthError};
 use crate::server::{self, Listeners};
 use crate::tls::{self, CertResolver};
 use crate::token_store::TokenStore;
-use crate::{demo, signals};
+use crate::{demo, signals, systemd};
 
 /// Bad command line: do not restart, fix the unit.
 pub const EXIT_USAGE: u8 = 2;
@@ -83,14 +83,22 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
     })
 }
 
-/// `serve`: load everything, bind, serve until SIGTERM/SIGINT.
+/// `serve`: load everything, take systemd's sockets or bind our own, serve
+/// until SIGTERM/SIGINT.
 fn serve(config: &Config) -> Result<(), Failure> {
+    // Before any thread exists: this clears the LISTEN_* variables.
+    let activated = systemd::take_listeners(config.activation.as_ref()).map_err(Failure::config)?;
     let app = Arc::new(App::from_config(config).map_err(Failure::config)?);
     let runtime = runtime()?;
     runtime.block_on(async {
-        let https = bind(config.listen, "HTTPS")?;
-        let http = config.redirect_listen.map(|addr| bind(addr, "the HTTP redirect")).transpose()?;
-        serve_on(Listeners { https: vec![https], http }, app).await
+        let listeners = match activated {
+            Some(listeners) => listeners,
+            None => Listeners {
+                https: vec![bind(config.listen, "HTTPS")?],
+                http: config.redirect_listen.map(|addr| bind(addr, "the HTTP redirect")).transpose()?,
+            },
+        };
+        serve_on(listeners, app).await
     })
 }
 
@@ -99,14 +107,23 @@ async fn serve_on(listeners: Listeners, app: Arc<App>) -> Result<(), Failure> {
     let signal_error = |err| Failure::runtime(StartupError::with("cannot install signal handlers", err));
     let shutdown = signals::shutdown().map_err(signal_error)?;
     tokio::spawn(signals::reload_on_hangup(app.clone()).map_err(signal_error)?);
+    let mut addresses = Vec::new();
     for listener in &listeners.https {
         if let Ok(addr) = listener.local_addr() {
             crate::info!("listening on https://{addr}");
+            addresses.push(format!("https://{addr}"));
         }
     }
     if let Some(Ok(addr)) = listeners.http.as_ref().map(TcpListener::local_addr) {
         crate::info!("redirecting http://{addr} to https");
+        addresses.push(format!("http://{addr}"));
     }
+    app.notify.ready(&format!("serving {}", addresses.join(" ")));
+    let notify_app = app.clone();
+    let shutdown = async move {
+        shutdown.await;
+        notify_app.notify.stopping();
+    };
     server::run(listeners, app, shutdown)
         .await
         .map_err(|err| Failure::runtime(StartupError::with("server failed", err)))?;
@@ -145,8 +162,13 @@ fn run_demo(config: &Config) -> Result<(), Failure> {
 
         let oauth_url = format!("https://localhost:{port}{}", demo::PREFIX);
         let endpoint = Endpoint::parse(&format!("{oauth_url}token")).expect("the demo URL is valid");
-        let secret: Arc<str> = Arc::from(crate::encoding::random_urlsafe(24));
-        let client_id = "demo-app".to_owned();
+        // The stand-in accepts the app's credentials when given (so a second
+        // instance can play Yandex for a real `serve`), made-up ones otherwise.
+        let secret: Arc<str> = match &config.client_secret_file {
+            Some(path) => app::read_secret(path).map_err(Failure::config)?,
+            None => Arc::from(crate::encoding::random_urlsafe(24)),
+        };
+        let client_id = config.client_id.clone().unwrap_or_else(|| "demo-app".to_owned());
         let client_tls = tls::client_config(false, None, std::slice::from_ref(&cert_der)).map_err(Failure::runtime)?;
         let oauth = OAuthClient::new(
             client_id.clone(),

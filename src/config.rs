@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::oauth::Endpoint;
+use crate::systemd::Activation;
 
 /// What the user asked the binary to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         value: "ADDR",
         default: "off",
         help: "address for a plain-HTTP listener that redirects to https",
+    },
+    OptionSpec {
+        flag: "public-host",
+        env: "YANDEX_TOKEN_PUBLIC_HOST",
+        value: "HOST",
+        default: "none (the request's Host header)",
+        help: "host name the plain-HTTP listener redirects to",
     },
     OptionSpec {
         flag: "cert",
@@ -210,6 +218,12 @@ pub struct Config {
     pub token_dir: Option<PathBuf>,
     /// Resource limits and timeouts.
     pub limits: Limits,
+    /// Pins the host of the plain-HTTP redirect instead of trusting `Host`.
+    pub public_host: Option<String>,
+    /// Sockets passed by systemd, if any (`LISTEN_*`).
+    pub activation: Option<Activation>,
+    /// `NOTIFY_SOCKET`, for `sd_notify`.
+    pub notify_socket: Option<String>,
     /// Stderr goes to journald (`JOURNAL_STREAM` is set): log with `<N>` priorities.
     pub journal: bool,
 }
@@ -347,6 +361,12 @@ fn build(
             }
         })
         .transpose()?;
+    let public_host = raw("public-host")
+        .map(|(source, value)| match crate::server::host_without_port(&value) {
+            Some(host) if host == value => Ok(value),
+            _ => Err(ConfigError(format!("{source}: {value:?} is not a host name"))),
+        })
+        .transpose()?;
     let token_dir = match raw("token-dir") {
         Some((_, value)) => Some(PathBuf::from(value)),
         None if command == Command::Demo => None,
@@ -371,6 +391,9 @@ fn build(
         ca_file: raw("ca-file").map(|(_, value)| PathBuf::from(value)),
         token_dir,
         limits: Limits::default(),
+        public_host,
+        activation: Activation::from_env(&env).map_err(ConfigError)?,
+        notify_socket: env("NOTIFY_SOCKET"),
         journal: env("JOURNAL_STREAM").is_some(),
     })
 }

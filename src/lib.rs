@@ -19,5 +19,6 @@ pub mod pending;
 pub mod routes;
 pub mod server;
 pub mod signals;
+pub mod systemd;
 pub mod tls;
 pub mod token_store;

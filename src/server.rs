@@ -163,8 +163,9 @@ async fn accept_loop(
                     watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await.ok();
                 }
                 Role::Redirect(https_port) => {
-                    let service = service_fn(move |request| async move {
-                        Ok::<_, Infallible>(redirect_to_https(&request, https_port))
+                    let service = service_fn(move |request| {
+                        let response = redirect_to_https(&request, https_port, app.public_host.as_deref());
+                        async move { Ok::<_, Infallible>(response) }
                     });
                     watcher.watch(builder.serve_connection(TokioIo::new(tcp), service)).await.ok();
                 }
@@ -173,16 +174,22 @@ async fn accept_loop(
     }
 }
 
-/// The plain-HTTP answer: a permanent redirect to the same host and path on
-/// https, or 400 when the request names no usable host.
-fn redirect_to_https(request: &Request<Incoming>, https_port: u16) -> Response<Body> {
+/// The plain-HTTP answer: a permanent redirect to the same path on https at
+/// `public_host` (or the request's host), or 400 when the request names no
+/// usable host.
+fn redirect_to_https(
+    request: &Request<Incoming>,
+    https_port: u16,
+    public_host: Option<&str>,
+) -> Response<Body> {
     let started = Instant::now();
-    let host = request
+    let requested = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().host())
         .and_then(host_without_port);
+    let host = public_host.or(requested);
     let response = match host {
         Some(host) => {
             let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
@@ -206,7 +213,7 @@ fn redirect_to_https(request: &Request<Incoming>, https_port: u16) -> Response<B
 
 /// `example.com:80` → `example.com`, `[::1]:80` → `[::1]`; refuses anything
 /// that is not a plausible host name or IP literal.
-fn host_without_port(host: &str) -> Option<&str> {
+pub fn host_without_port(host: &str) -> Option<&str> {
     let host = if host.starts_with('[') {
         &host[..=host.find(']')?]
     } else {

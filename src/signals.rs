@@ -30,12 +30,17 @@ pub fn reload_on_hangup(app: Arc<App>) -> io::Result<impl Future<Output = ()>> {
     let mut hup = signal(SignalKind::hangup())?;
     Ok(async move {
         while hup.recv().await.is_some() {
+            app.notify.reloading();
             let errors = app.reload();
             if errors.is_empty() {
                 crate::info!("SIGHUP: certificate, key and client secret reloaded");
-            }
-            for err in errors {
-                crate::error!("SIGHUP: reload failed, still serving the previous one: {err}");
+                app.notify.ready("serving; configuration reloaded");
+            } else {
+                for err in &errors {
+                    crate::error!("SIGHUP: reload failed, still serving the previous one: {err}");
+                }
+                // Still serving, with the old pair: ready again, and say so.
+                app.notify.ready("serving; the last reload failed, see the journal");
             }
         }
     })

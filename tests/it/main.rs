@@ -6,5 +6,7 @@ mod support;
 mod cli;
 mod e2e_curl;
 mod get_token_flow;
+mod operations;
 mod routes;
+mod systemd_units;
 mod upstream_failures;

@@ -50,6 +50,8 @@ pub struct FakeState {
     /// (Yandex: the app's first registered Callback URL).
     pub callback: Mutex<Option<String>>,
     pub token_calls: AtomicUsize,
+    /// Signalled when a token request arrives (before any delay).
+    pub token_request_seen: tokio::sync::Notify,
     pub issued_codes: Mutex<Vec<String>>,
     pub issued_tokens: Mutex<Vec<String>>,
     grants: Mutex<HashMap<String, Grant>>,
@@ -76,6 +78,7 @@ impl FakeOAuth {
             code_ttl: Mutex::new(Duration::from_secs(600)),
             callback: Mutex::new(None),
             token_calls: AtomicUsize::new(0),
+            token_request_seen: tokio::sync::Notify::new(),
             issued_codes: Mutex::new(Vec::new()),
             issued_tokens: Mutex::new(Vec::new()),
             grants: Mutex::new(HashMap::new()),
@@ -140,6 +143,7 @@ async fn handle(request: Request<Incoming>, state: &FakeState) -> Response<Full<
         ("GET", "/authorize") => authorize(request.uri().query().unwrap_or(""), state),
         ("POST", "/token") => {
             state.token_calls.fetch_add(1, Ordering::SeqCst);
+            state.token_request_seen.notify_one();
             token(request, state).await
         }
         _ => oauth_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),

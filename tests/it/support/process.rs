@@ -21,8 +21,19 @@ impl Running {
     /// Starts `yandex-token args...` and waits (up to 20 s) for the first
     /// "listening on https://ADDR" line.
     pub fn start(args: &[String]) -> (Running, SocketAddr) {
-        let mut child = Command::new(BIN)
-            .args(args)
+        Self::start_with_env(args, &[])
+    }
+
+    /// As [`Running::start`], with extra environment variables.
+    pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> (Running, SocketAddr) {
+        let mut running = Self::spawn(Command::new(BIN).args(args).envs(env.iter().copied()));
+        let addr = running.wait_for_line("listening on https://");
+        (running, addr.parse().expect("an address after 'listening on https://'"))
+    }
+
+    /// Spawns `command` with stderr collected; waits for nothing.
+    pub fn spawn(command: &mut Command) -> Running {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -38,9 +49,7 @@ impl Running {
                 tx.send(line).ok();
             }
         });
-        let mut running = Running { child, stderr, lines };
-        let addr = running.wait_for_line("listening on https://");
-        (running, addr.parse().expect("an address after 'listening on https://'"))
+        Running { child, stderr, lines }
     }
 
     /// Waits for a stderr line containing `needle`; returns what follows it.
@@ -63,8 +72,15 @@ impl Running {
 
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        self.signal("TERM");
         self.child.wait().unwrap()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -{name} failed");
     }
 }
 

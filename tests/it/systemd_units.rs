@@ -1,0 +1,74 @@
+//! The shipped units: `systemd-analyze security` at or under 1.1,
+//! `systemd-analyze verify` with no output at all, and the units working
+//! under a real systemd booted in `systemd-nspawn` (tests/systemd/nspawn.sh).
+//! These need root and Debian's systemd tools, which `.ci/run` installs;
+//! elsewhere they say why they skipped.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::process::BIN;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+fn have(tool: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n")
+}
+
+fn skip(test: &str, why: &str) -> bool {
+    eprintln!("SKIPPED {test}: {why}");
+    true
+}
+
+#[test]
+fn the_service_scores_at_most_1_1() {
+    if !have("systemd-analyze") && skip("security", "systemd-analyze is not installed") {
+        return;
+    }
+    // systemd 252 reads --threshold as a whole number out of 100.
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=11", "--no-pager"])
+        .arg(Path::new(REPO).join("systemd/yandex-token.service"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exposure above 1.1:\n{text}");
+    assert!(text.contains("Overall exposure level for yandex-token.service: 1."), "{text}");
+}
+
+#[test]
+fn the_units_verify_without_a_word() {
+    if (!have("systemd-analyze") && skip("verify", "systemd-analyze is not installed"))
+        || (!is_root() && skip("verify", "needs root for a private mount namespace"))
+    {
+        return;
+    }
+    // verify wants ExecStart= to exist: show it the binary at its installed
+    // path inside a private mount namespace, leaving the host untouched.
+    let script = format!(
+        "mount -t tmpfs tmpfs /usr/local/bin && cp '{BIN}' /usr/local/bin/yandex-token && \
+         cd '{REPO}/systemd' && systemd-analyze verify --man=no \
+         yandex-token.service yandex-token.socket yandex-token-http.socket"
+    );
+    let out = Command::new("unshare").args(["--mount", "sh", "-c", &script]).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.is_empty(), "verify said:\n{said}");
+}
+
+#[test]
+fn the_units_work_under_a_real_systemd() {
+    if (!have("systemd-nspawn")
+        && skip("nspawn", "systemd-nspawn is not installed (apt-get install systemd-container)"))
+        || (!is_root() && skip("nspawn", "needs root"))
+    {
+        return;
+    }
+    let out =
+        Command::new("sh").arg(Path::new(REPO).join("tests/systemd/nspawn.sh")).arg(BIN).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.contains("PASS"), "{said}");
+}

@@ -1,0 +1,80 @@
+#!/bin/sh
+# Runs inside the nspawn guest (see nspawn.sh): sets up yandex-token as the
+# README says, with a second instance in demo mode playing Yandex, and checks
+# the flow, the redirect, reload and stop with curl and systemctl.
+set -eu
+fail() {
+    echo "FAIL: $*" >&2
+    journalctl --no-pager -n 60 -u yandex-token.service -u fake-yandex.service >&2 || true
+    exit 1
+}
+
+systemd-sysusers /etc/sysusers.d/yandex-token.conf
+mkdir -p /etc/yandex-token
+make-self-signed.sh /etc/yandex-token localhost >/dev/null
+chgrp yandex-token /etc/yandex-token/privkey.pem
+chmod 0640 /etc/yandex-token/privkey.pem
+secret="guest-secret-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+printf '%s\n' "$secret" >/etc/yandex-token/client_secret
+chmod 0600 /etc/yandex-token/client_secret
+cat >/etc/yandex-token/env <<ENV
+YANDEX_TOKEN_CLIENT_ID=nspawn-app
+YANDEX_TOKEN_OAUTH_URL=https://localhost:8443/demo/oauth/
+YANDEX_TOKEN_CA_FILE=/run/fake-yandex/demo-cert.pem
+YANDEX_TOKEN_REDIRECT_URI=https://localhost/get_token
+ENV
+
+# The fake Yandex: `demo` with the app's credentials, ready when it says so.
+systemd-run --quiet --unit=fake-yandex -p Type=notify -p RuntimeDirectory=fake-yandex \
+    /usr/local/bin/yandex-token demo --listen 127.0.0.1:8443 --token-dir /run/fake-yandex \
+    --client-id nspawn-app --client-secret-file /etc/yandex-token/client_secret \
+    || fail "the fake Yandex did not start"
+
+systemctl daemon-reload
+systemctl start yandex-token.socket yandex-token-http.socket || fail "sockets"
+systemctl is-active --quiet yandex-token.service && fail "the service started before any connection"
+
+cat /etc/yandex-token/fullchain.pem /run/fake-yandex/demo-cert.pem >/tmp/cas.pem
+curl_() { curl -sS --max-time 20 --cacert /tmp/cas.pem -c /tmp/jar -b /tmp/jar "$@"; }
+
+page=$(curl_ -L https://localhost/get_token) || fail "GET /get_token"
+echo "$page" | grep -q DEMO || fail "no consent page: $page"
+allow=$(echo "$page" | sed -n 's/.*id="allow" href="\([^"]*\)".*/\1/p' | sed 's/&amp;/\&/g')
+token=$(curl_ -L "https://localhost:8443$allow") || fail "Allow"
+echo "$token" | grep -q '"access_token":"demo-' || fail "no token: $token"
+echo "ok: the flow through the socket-activated service returned a token"
+
+[ "$(stat -c '%a %U' /var/lib/yandex-token/token.json)" = "600 yandex-token" ] ||
+    fail "token.json is $(stat -c '%a %U' /var/lib/yandex-token/token.json)"
+[ "$(stat -c '%a' /var/lib/yandex-token)" = 700 ] || fail "state directory mode"
+echo "ok: /var/lib/yandex-token/token.json is 0600, owned by yandex-token"
+
+location=$(curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' 'http://localhost/get_token?x=1')
+[ "$location" = "308 https://localhost/get_token?x=1" ] || fail "redirect: $location"
+echo "ok: port 80 answers 308 to https"
+
+fingerprint() {
+    openssl s_client -connect localhost:443 -servername localhost </dev/null 2>/dev/null |
+        openssl x509 -noout -fingerprint -sha256
+}
+before=$(fingerprint)
+make-self-signed.sh /tmp/new localhost >/dev/null
+install -m 0644 /tmp/new/fullchain.pem /etc/yandex-token/fullchain.pem
+install -m 0640 -g yandex-token /tmp/new/privkey.pem /etc/yandex-token/privkey.pem
+systemctl reload yandex-token.service || fail "reload"
+after=$(fingerprint)
+expected=$(openssl x509 -in /etc/yandex-token/fullchain.pem -noout -fingerprint -sha256)
+[ "$before" != "$after" ] && [ "$after" = "$expected" ] || fail "reload did not swap the certificate"
+echo "ok: systemctl reload serves the new certificate"
+
+systemctl stop yandex-token.service
+[ "$(systemctl show -P Result yandex-token.service)" = success ] || fail "stop result"
+[ "$(systemctl show -P ExecMainStatus yandex-token.service)" = 0 ] || fail "exit status"
+echo "ok: systemctl stop exits cleanly"
+
+log=$(journalctl --no-pager -o cat -u yandex-token.service)
+echo "$log" | grep -q "method=GET path=/get_token status=200" || fail "no access log line"
+echo "$log" | grep -q "$secret" && fail "the secret is in the journal"
+echo "$log" | grep -q "code=" && fail "a code is in the journal"
+echo "ok: the journal has the access log and no secret"
+echo PASS
