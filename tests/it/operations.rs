@@ -227,3 +227,24 @@ async fn sigterm_lets_an_in_flight_token_exchange_finish() {
     assert!(dir.path().join("tokens/token.json").exists());
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after SIGTERM");
 }
+
+#[test]
+fn fds_meant_for_another_process_are_ignored() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["serve".to_owned(), "--listen".into(), "127.0.0.1:0".into()];
+    args.extend(flags_for(&pki, "https://localhost:9/", "secret", dir.path()));
+    // LISTEN_PID=1 is not us: the server must bind --listen itself and not
+    // touch fd 3.
+    let (mut server, addr) = Running::start_with_env(
+        &args,
+        &[("LISTEN_FDS", "1"), ("LISTEN_PID", "1"), ("LISTEN_FDNAMES", "https")],
+    );
+    let (body, err) = curl(&[
+        "--cacert",
+        pki.ca_pem.to_str().unwrap(),
+        &format!("https://localhost:{}/healthz", addr.port()),
+    ]);
+    assert_eq!(body, "ok\n", "{err}");
+    assert!(server.terminate().success());
+}

@@ -158,3 +158,37 @@ async fn graceful_stop_returns() {
         .expect("shutdown finishes");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after stop");
 }
+
+#[tokio::test]
+async fn public_host_pins_the_redirect_and_bad_hosts_get_400() {
+    let world = World::with(|config| config.public_host = Some("token.example.test".into())).await;
+    let http = world.server.http_addr.unwrap();
+    let port = world.server.addr.port();
+    for (host, expected) in [
+        ("evil.test", format!("308 location: https://token.example.test:{port}/get_token")),
+        ("bad host!", format!("308 location: https://token.example.test:{port}/get_token")),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(http).await.unwrap();
+        let request = format!("GET /get_token HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        let (status, location) = expected.split_once(' ').unwrap();
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains(location), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_host_header_gets_400_without_public_host() {
+    let world = World::new().await;
+    let http = world.server.http_addr.unwrap();
+    for host in ["bad host", "evil.test/path", "a@b"] {
+        let mut tcp = tokio::net::TcpStream::connect(http).await.unwrap();
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}");
+    }
+}

@@ -109,3 +109,23 @@ async fn an_untrusted_endpoint_certificate_is_a_502() {
     assert!(reply.json()["error_description"].as_str().unwrap().contains("TLS"), "{}", reply.body);
     assert_eq!(world.fake.token_calls(), 0);
 }
+
+#[tokio::test]
+async fn reload_rereads_the_client_secret() {
+    let world = World::new().await;
+    // The provider rotates the secret; the file is updated; SIGHUP's reload runs.
+    let secret_file = world.server.dir.path().join("client_secret");
+    std::fs::write(&secret_file, "rotated-secret\n").unwrap();
+    let fake_secret = &world.fake.state.secret;
+    let mut client = world.client();
+    assert!(world.server.app.reload().is_empty());
+    let reply = complete_flow(&mut client, &world.server).await;
+    assert_eq!(reply.json()["error"], "invalid_client", "the new secret is in use");
+    std::fs::write(&secret_file, format!("{fake_secret}\n")).unwrap();
+    assert!(world.server.app.reload().is_empty());
+    assert_eq!(complete_flow(&mut client, &world.server).await.status, 200);
+    // An unreadable secret file keeps the current secret.
+    std::fs::remove_file(&secret_file).unwrap();
+    assert_eq!(world.server.app.reload().len(), 1);
+    assert_eq!(complete_flow(&mut client, &world.server).await.status, 200);
+}
