@@ -13,6 +13,7 @@ use crate::demo;
 use crate::error::StartupError;
 use crate::oauth::{ClientLimits, OAuthClient};
 use crate::pending::PendingStates;
+use crate::secret::Secret;
 use crate::systemd::Notifier;
 use crate::tls::{self, CertResolver};
 use crate::token_store::TokenStore;
@@ -109,7 +110,7 @@ impl App {
 
 /// The OAuth client for `config`, with the given secret: requires
 /// `--client-id` and loads the trust anchors.
-pub fn oauth_client(config: &Config, secret: Arc<str>) -> Result<OAuthClient, StartupError> {
+pub fn oauth_client(config: &Config, secret: Secret<Arc<str>>) -> Result<OAuthClient, StartupError> {
     let client_id = config.client_id.clone().ok_or_else(|| {
         StartupError::msg("no client id: pass --client-id (or YANDEX_TOKEN_CLIENT_ID), the app's ClientID")
     })?;
@@ -135,7 +136,7 @@ pub fn client_limits(limits: &Limits) -> ClientLimits {
 }
 
 /// Reads the client secret: the file's first line, trimmed. Never echoes it.
-pub fn read_secret(path: &Path) -> Result<Arc<str>, StartupError> {
+pub fn read_secret(path: &Path) -> Result<Secret<Arc<str>>, StartupError> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         StartupError::with(format!("cannot read the client secret from {}", path.display()), err)
     })?;
@@ -143,5 +144,5 @@ pub fn read_secret(path: &Path) -> Result<Arc<str>, StartupError> {
     if secret.is_empty() {
         return Err(StartupError::msg(format!("the client secret file {} is empty", path.display())));
     }
-    Ok(Arc::from(secret))
+    Ok(Secret::new(Arc::from(secret)))
 }

@@ -13,6 +13,7 @@ use crate::app::{self, App};
 use crate::config::{Command, Config, Invocation, help_text};
 use crate::error::StartupError;
 use crate::oauth::{Endpoint, OAuthClient, OAuthError};
+use crate::secret::Secret;
 use crate::server::{self, Listeners};
 use crate::tls::{self, CertResolver};
 use crate::token_store::TokenStore;
@@ -164,9 +165,9 @@ fn run_demo(config: &Config) -> Result<(), Failure> {
         let endpoint = Endpoint::parse(&format!("{oauth_url}token")).expect("the demo URL is valid");
         // The stand-in accepts the app's credentials when given (so a second
         // instance can play Yandex for a real `serve`), made-up ones otherwise.
-        let secret: Arc<str> = match &config.client_secret_file {
+        let secret: Secret<Arc<str>> = match &config.client_secret_file {
             Some(path) => app::read_secret(path).map_err(Failure::config)?,
-            None => Arc::from(crate::encoding::random_urlsafe(24)),
+            None => Secret::new(Arc::from(crate::encoding::random_urlsafe(24))),
         };
         let client_id = config.client_id.clone().unwrap_or_else(|| "demo-app".to_owned());
         let client_tls = tls::client_config(false, None, std::slice::from_ref(&cert_der)).map_err(Failure::runtime)?;

@@ -137,6 +137,76 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: "$STATE_DIRECTORY when set, else ./tokens (demo: a new temporary directory)",
         help: "where token.json is written",
     },
+    OptionSpec {
+        flag: "max-connections",
+        env: "YANDEX_TOKEN_MAX_CONNECTIONS",
+        value: "N",
+        default: "4096",
+        help: "connections held at once; at the cap the oldest that has not sent a request is shed",
+    },
+    OptionSpec {
+        flag: "tls-handshake-timeout",
+        env: "YANDEX_TOKEN_TLS_HANDSHAKE_TIMEOUT",
+        value: "DURATION",
+        default: "10s",
+        help: "time a peer has to finish the TLS handshake",
+    },
+    OptionSpec {
+        flag: "header-read-timeout",
+        env: "YANDEX_TOKEN_HEADER_READ_TIMEOUT",
+        value: "DURATION",
+        default: "10s",
+        help: "time from a connection's first byte (or its start) to a complete request head",
+    },
+    OptionSpec {
+        flag: "idle-timeout",
+        env: "YANDEX_TOKEN_IDLE_TIMEOUT",
+        value: "DURATION",
+        default: "60s",
+        help: "time a keep-alive connection may sit idle between requests",
+    },
+    OptionSpec {
+        flag: "max-header-bytes",
+        env: "YANDEX_TOKEN_MAX_HEADER_BYTES",
+        value: "SIZE",
+        default: "16KiB",
+        help: "request line plus headers (HTTP/1, at least 8KiB) and header list (HTTP/2)",
+    },
+    OptionSpec {
+        flag: "h2-max-streams",
+        env: "YANDEX_TOKEN_H2_MAX_STREAMS",
+        value: "N",
+        default: "64",
+        help: "concurrent streams per HTTP/2 connection",
+    },
+    OptionSpec {
+        flag: "upstream-connect-timeout",
+        env: "YANDEX_TOKEN_UPSTREAM_CONNECT_TIMEOUT",
+        value: "DURATION",
+        default: "5s",
+        help: "time to connect to the token endpoint (DNS included)",
+    },
+    OptionSpec {
+        flag: "upstream-timeout",
+        env: "YANDEX_TOKEN_UPSTREAM_TIMEOUT",
+        value: "DURATION",
+        default: "15s",
+        help: "time for the whole token request",
+    },
+    OptionSpec {
+        flag: "upstream-max-body",
+        env: "YANDEX_TOKEN_UPSTREAM_MAX_BODY",
+        value: "SIZE",
+        default: "64KiB",
+        help: "largest token-endpoint answer read",
+    },
+    OptionSpec {
+        flag: "drain-timeout",
+        env: "YANDEX_TOKEN_DRAIN_TIMEOUT",
+        value: "DURATION",
+        default: "20s",
+        help: "time in-flight requests get to finish on SIGTERM",
+    },
 ];
 
 /// Limits on what peers can make the server hold or wait for. Each has a
@@ -147,9 +217,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time a peer has to finish the TLS handshake.
     pub tls_handshake_timeout: Duration,
-    /// Time a peer has to send a whole request head (HTTP/1); in hyper this
-    /// also bounds how long an idle keep-alive connection waits.
+    /// Time from a connection's start, or the first byte of its next
+    /// request, to a complete request head.
     pub header_read_timeout: Duration,
+    /// Time a connection may sit between requests with nothing sent.
+    pub idle_timeout: Duration,
     /// Bytes of request line plus headers (HTTP/1) or header list (HTTP/2).
     pub max_header_bytes: usize,
     /// Streams one HTTP/2 connection may have open.
@@ -176,6 +248,7 @@ impl Default for Limits {
             max_connections: 4096,
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             h2_max_concurrent_streams: 64,
             upstream_connect_timeout: Duration::from_secs(5),
@@ -390,12 +463,80 @@ fn build(
         redirect_uri,
         ca_file: raw("ca-file").map(|(_, value)| PathBuf::from(value)),
         token_dir,
-        limits: Limits::default(),
+        limits: parse_limits(&raw)?,
         public_host,
         activation: Activation::from_env(&env).map_err(ConfigError)?,
         notify_socket: env("NOTIFY_SOCKET"),
         journal: env("JOURNAL_STREAM").is_some(),
     })
+}
+
+/// The limit flags over [`Limits::default`].
+fn parse_limits(raw: &impl Fn(&str) -> Option<(String, String)>) -> Result<Limits, ConfigError> {
+    let mut limits = Limits::default();
+    let duration = |flag: &str, slot: &mut Duration| -> Result<(), ConfigError> {
+        if let Some((source, value)) = raw(flag) {
+            *slot = parse_duration(&value).filter(|d| !d.is_zero()).ok_or_else(|| {
+                ConfigError(format!("{source}: {value:?} is not a duration such as 10s, 500ms or 2m"))
+            })?;
+        }
+        Ok(())
+    };
+    duration("tls-handshake-timeout", &mut limits.tls_handshake_timeout)?;
+    duration("header-read-timeout", &mut limits.header_read_timeout)?;
+    duration("idle-timeout", &mut limits.idle_timeout)?;
+    duration("upstream-connect-timeout", &mut limits.upstream_connect_timeout)?;
+    duration("upstream-timeout", &mut limits.upstream_timeout)?;
+    duration("drain-timeout", &mut limits.drain_timeout)?;
+    let size = |flag: &str, slot: &mut usize| -> Result<(), ConfigError> {
+        if let Some((source, value)) = raw(flag) {
+            *slot = parse_size(&value).filter(|n| *n > 0).ok_or_else(|| {
+                ConfigError(format!("{source}: {value:?} is not a size such as 16KiB or 65536"))
+            })?;
+        }
+        Ok(())
+    };
+    size("max-header-bytes", &mut limits.max_header_bytes)?;
+    size("upstream-max-body", &mut limits.upstream_max_body)?;
+    let mut connections = limits.max_connections;
+    size("max-connections", &mut connections)?;
+    limits.max_connections = connections;
+    let mut streams = limits.h2_max_concurrent_streams as usize;
+    size("h2-max-streams", &mut streams)?;
+    limits.h2_max_concurrent_streams = u32::try_from(streams)
+        .map_err(|_| ConfigError(format!("--h2-max-streams: {streams} is too large")))?;
+    Ok(limits)
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let millis = match unit.trim() {
+        "ms" => number,
+        "" | "s" => number.checked_mul(1000)?,
+        "m" | "min" => number.checked_mul(60_000)?,
+        "h" => number.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(millis))
+}
+
+/// `16KiB`, `64k`, `1MiB`, or a bare number of bytes (or items).
+pub fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number.parse().ok()?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 fn parse_addr(source: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -526,6 +667,26 @@ mod tests {
         assert_eq!(config.command, Command::Demo);
         assert_eq!(config.listen, "127.0.0.1:8443".parse().unwrap());
         assert_eq!(config.token_dir, None);
+    }
+
+    #[test]
+    fn limits_parse_with_units() {
+        let config = parse_with(
+            &["--header-read-timeout", "500ms", "--max-header-bytes", "32KiB", "--h2-max-streams", "8"],
+            &[("YANDEX_TOKEN_IDLE_TIMEOUT", "2m"), ("YANDEX_TOKEN_MAX_CONNECTIONS", "100")],
+        )
+        .unwrap();
+        assert_eq!(config.limits.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(config.limits.idle_timeout, Duration::from_secs(120));
+        assert_eq!(config.limits.max_header_bytes, 32 * 1024);
+        assert_eq!(config.limits.h2_max_concurrent_streams, 8);
+        assert_eq!(config.limits.max_connections, 100);
+        for (flag, bad) in
+            [("--idle-timeout", "soon"), ("--idle-timeout", "0s"), ("--max-header-bytes", "1TB")]
+        {
+            let err = parse_with(&[flag, bad], &[]).unwrap_err();
+            assert!(err.0.contains(flag) && err.0.contains(bad), "{err}");
+        }
     }
 
     #[test]

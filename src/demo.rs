@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::encoding::{base64_url, html_escape, parse_pairs, percent_encode, pick_params, random_urlsafe};
 use crate::error::AppError;
 use crate::routes::{Body, json_response};
+use crate::secret::Secret;
 
 /// Where the stand-in lives; `--oauth-url` points here in the demo.
 pub const PREFIX: &str = "/demo/oauth/";
@@ -37,7 +38,7 @@ struct Grant {
 /// The demo provider: the app's credentials and the codes it has issued.
 pub struct Provider {
     client_id: String,
-    secret: Arc<str>,
+    secret: Secret<Arc<str>>,
     codes: Mutex<HashMap<String, Grant>>,
 }
 
@@ -49,7 +50,7 @@ impl fmt::Debug for Provider {
 
 impl Provider {
     /// A provider that accepts exactly this client id and secret.
-    pub fn new(client_id: String, secret: Arc<str>) -> Provider {
+    pub fn new(client_id: String, secret: Secret<Arc<str>>) -> Provider {
         Provider { client_id, secret, codes: Mutex::new(HashMap::new()) }
     }
 
@@ -116,9 +117,12 @@ impl Provider {
             carry("deny"),
         );
         let mut response = Response::new(Full::new(Bytes::from(page)));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+        );
         Ok(response)
     }
 
@@ -172,7 +176,7 @@ impl Provider {
         };
         let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         if field("client_id") != Some(self.client_id.as_str())
-            || field("client_secret") != Some(&*self.secret)
+            || field("client_secret") != Some(&**self.secret.expose())
         {
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed");
         }

@@ -269,4 +269,59 @@ mod tests {
     fn html_is_escaped() {
         assert_eq!(html_escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
     }
+
+    mod properties {
+        use super::super::*;
+        use base64::Engine;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn percent_decode_never_panics(input in ".*") {
+                let _ = percent_decode(&input);
+            }
+
+            #[test]
+            fn query_parsing_never_panics(input in "[a-z=&%+0-9A-F\\x00-\\x7f]{0,64}") {
+                let _ = parse_pairs(&input);
+                let _ = pick_params(&input, ["code", "state", "error"]);
+            }
+
+            #[test]
+            fn cookie_lookup_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..256), name in "[!-~]{0,24}") {
+                let _ = find_cookie([raw.as_slice()], &name);
+            }
+
+            #[test]
+            fn a_set_cookie_value_is_found_again(name in "[A-Za-z_-]{1,24}", value in "[A-Za-z0-9_-]{0,64}", other in "[a-z]{1,8}") {
+                let header = format!("{other}=x; {name}={value}; z=1");
+                let found = find_cookie([header.as_bytes()], &name);
+                if name == other || name == "z" {
+                    prop_assert!(found.is_some());
+                } else {
+                    prop_assert_eq!(found, Some(value.as_str()));
+                }
+            }
+
+            #[test]
+            fn forms_round_trip(pairs in proptest::collection::vec(("\\PC*", "\\PC*"), 0..8)) {
+                let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                prop_assert_eq!(parse_pairs(&form_encode(&borrowed)).unwrap(), pairs);
+            }
+
+            #[test]
+            fn picked_params_match_the_parsed_pairs(code in "\\PC*", state in "\\PC*") {
+                let query = form_encode(&[("state", &state), ("x", "1"), ("code", &code)]);
+                let [c, s] = pick_params(&query, ["code", "state"]).unwrap();
+                prop_assert_eq!(c, Some(code));
+                prop_assert_eq!(s, Some(state));
+            }
+
+            #[test]
+            fn base64_matches_a_reference(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                prop_assert_eq!(base64_standard(&bytes), base64::engine::general_purpose::STANDARD.encode(&bytes));
+                prop_assert_eq!(base64_url(&bytes), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes));
+            }
+        }
+    }
 }

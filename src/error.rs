@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::oauth::OAuthError;
 use crate::routes::{Body, json_response};
+use crate::secret::Secret;
 
 /// Why a request failed. [`AppError::into_response`] is the only place a
 /// status and a JSON error body are chosen.
@@ -34,7 +35,7 @@ pub enum AppError {
         /// What went wrong, without the token.
         reason: String,
         /// The token document that could not be written.
-        token: serde_json::Value,
+        token: Secret<serde_json::Value>,
     },
     /// No route for this path.
     NotFound,
@@ -71,7 +72,7 @@ impl AppError {
                     "error_description": format!(
                         "the token was issued but could not be stored ({reason}); copy it from this answer now"
                     ),
-                    "token": token,
+                    "token": token.expose(),
                 });
             }
             AppError::NotFound => ("not_found", "no such path".to_owned()),

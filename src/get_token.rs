@@ -15,6 +15,7 @@ use crate::encoding::{find_cookie, pick_params, random_urlsafe};
 use crate::error::AppError;
 use crate::oauth::Pkce;
 use crate::routes::{Body, json_response};
+use crate::secret::Secret;
 use crate::token_store::TokenStore;
 
 /// The cookie binding flows to a browser. `__Host-` makes browsers insist
@@ -41,6 +42,9 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
         }
     }
     if let Some(error) = error {
+        if error.is_empty() {
+            return Err(AppError::BadRequest("the error parameter is empty".into()));
+        }
         // The flow is over either way: forget its state, if it is ours.
         if let (Some(browser), Some(state)) = (browser, &state) {
             app.pending.discard(browser, state);
@@ -73,7 +77,7 @@ fn start(app: &App, browser: Option<&str>) -> Response<Body> {
     let state = random_urlsafe(32);
     let pkce = Pkce::generate();
     let location = app.oauth.authorize_url(&state, &pkce.challenge);
-    app.pending.insert(&browser, state, pkce.verifier, Instant::now());
+    app.pending.insert(&browser, Secret::new(state), pkce.verifier, Instant::now());
     let cookie = format!(
         "{BROWSER_COOKIE}={browser}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
         app.limits.state_ttl.as_secs()
@@ -106,7 +110,11 @@ async fn finish(
     if code.is_empty() || code.len() > MAX_CODE {
         return Err(AppError::BadRequest("the code is empty or too long".into()));
     }
-    let token = app.oauth.exchange_code(code, &verifier).await.map_err(AppError::Upstream)?;
+    let token = app
+        .oauth
+        .exchange_code(&Secret::new(code.to_owned()), &verifier)
+        .await
+        .map_err(AppError::Upstream)?;
     let doc = TokenStore::document(token);
     let store = app.store.clone();
     let saved = {
@@ -117,8 +125,10 @@ async fn finish(
         Ok(Ok(())) => Ok(json_response(StatusCode::OK, &doc)),
         Ok(Err(err)) => Err(AppError::StoreFailed {
             reason: format!("writing {} failed: {err}", app.store.path().display()),
-            token: doc,
+            token: Secret::new(doc),
         }),
-        Err(_) => Err(AppError::StoreFailed { reason: "the storing task failed".into(), token: doc }),
+        Err(_) => {
+            Err(AppError::StoreFailed { reason: "the storing task failed".into(), token: Secret::new(doc) })
+        }
     }
 }

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod commands;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod encoding;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod log;
 pub mod oauth;
 pub mod pending;
 pub mod routes;
+pub mod secret;
 pub mod server;
 pub mod signals;
 pub mod systemd;

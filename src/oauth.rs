@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::encoding::{base64_url, form_encode, percent_encode, random_urlsafe};
+use crate::secret::Secret;
 
 /// An `https://` endpoint, parsed once: where to connect, what to verify and
 /// what to put in the request line and `Host`.
@@ -78,7 +79,7 @@ impl fmt::Debug for Endpoint {
 /// provider in the authorize URL.
 pub struct Pkce {
     /// 43 characters of base64url from 32 random bytes.
-    pub verifier: String,
+    pub verifier: Secret<String>,
     /// `BASE64URL(SHA256(verifier))`.
     pub challenge: String,
 }
@@ -88,7 +89,7 @@ impl Pkce {
     pub fn generate() -> Pkce {
         let verifier = random_urlsafe(32);
         let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
-        Pkce { challenge: base64_url(digest.as_ref()), verifier }
+        Pkce { challenge: base64_url(digest.as_ref()), verifier: Secret::new(verifier) }
     }
 }
 
@@ -209,7 +210,7 @@ pub struct ClientLimits {
 /// The app's side of OAuth: its credentials and the provider's endpoints.
 pub struct OAuthClient {
     client_id: String,
-    secret: RwLock<Arc<str>>,
+    secret: RwLock<Secret<Arc<str>>>,
     authorize_url: String,
     token: Endpoint,
     redirect_uri: Option<String>,
@@ -230,7 +231,7 @@ impl OAuthClient {
     /// A client for the provider at `oauth_url` (ending in `/`).
     pub fn new(
         client_id: String,
-        secret: Arc<str>,
+        secret: Secret<Arc<str>>,
         oauth_url: &str,
         token: Endpoint,
         redirect_uri: Option<String>,
@@ -249,11 +250,11 @@ impl OAuthClient {
     }
 
     /// Replaces the client secret (SIGHUP re-reads it).
-    pub fn set_secret(&self, secret: Arc<str>) {
+    pub fn set_secret(&self, secret: Secret<Arc<str>>) {
         *self.secret.write().unwrap_or_else(|poison| poison.into_inner()) = secret;
     }
 
-    fn secret(&self) -> Arc<str> {
+    fn secret(&self) -> Secret<Arc<str>> {
         self.secret.read().unwrap_or_else(|poison| poison.into_inner()).clone()
     }
 
@@ -276,14 +277,18 @@ impl OAuthClient {
     }
 
     /// Trades an authorization code and its PKCE verifier for a token.
-    pub async fn exchange_code(&self, code: &str, verifier: &str) -> Result<Token, OAuthError> {
+    pub async fn exchange_code(
+        &self,
+        code: &Secret<String>,
+        verifier: &Secret<String>,
+    ) -> Result<Token, OAuthError> {
         let secret = self.secret();
         let mut form = vec![
             ("grant_type", "authorization_code"),
-            ("code", code),
+            ("code", code.expose().as_str()),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", &secret),
-            ("code_verifier", verifier),
+            ("client_secret", secret.expose()),
+            ("code_verifier", verifier.expose().as_str()),
         ];
         // RFC 6749 §4.1.3: required here when it was in the authorize request.
         if let Some(redirect_uri) = &self.redirect_uri {
@@ -299,7 +304,7 @@ impl OAuthClient {
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", &secret),
+            ("client_secret", secret.expose()),
         ];
         self.request_token(form_encode(&form)).await
     }
@@ -429,8 +434,8 @@ mod tests {
         let a = Pkce::generate();
         let b = Pkce::generate();
         assert_ne!(a.verifier, b.verifier);
-        assert_eq!(a.verifier.len(), 43);
-        let digest = ring::digest::digest(&ring::digest::SHA256, a.verifier.as_bytes());
+        assert_eq!(a.verifier.expose().len(), 43);
+        let digest = ring::digest::digest(&ring::digest::SHA256, a.verifier.expose().as_bytes());
         assert_eq!(a.challenge, base64_url(digest.as_ref()));
     }
 

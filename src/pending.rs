@@ -7,13 +7,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::secret::Secret;
+
 /// Why a callback's state was refused. The text goes to the browser.
 pub type Refusal = &'static str;
 
 struct Flow {
     seq: u64,
-    state: String,
-    verifier: String,
+    state: Secret<String>,
+    verifier: Secret<String>,
     created: Instant,
 }
 
@@ -56,7 +58,7 @@ impl PendingStates {
 
     /// Records a new flow for `browser`, evicting that browser's oldest flow
     /// past the per-browser cap and the oldest flows past the global cap.
-    pub fn insert(&self, browser: &str, state: String, verifier: String, now: Instant) {
+    pub fn insert(&self, browser: &str, state: Secret<String>, verifier: Secret<String>, now: Instant) {
         let mut inner = self.lock();
         self.sweep(&mut inner, now);
         let seq = inner.next_seq;
@@ -89,14 +91,14 @@ impl PendingStates {
 
     /// Consumes the flow `state` of `browser` and returns its PKCE verifier.
     /// Unknown, reused, expired and other browsers' states are refused.
-    pub fn take(&self, browser: &str, state: &str, now: Instant) -> Result<String, Refusal> {
+    pub fn take(&self, browser: &str, state: &str, now: Instant) -> Result<Secret<String>, Refusal> {
         let mut inner = self.lock();
         let flows = inner.browsers.get_mut(browser).ok_or(
             "unknown state for this browser: start again at /get_token in the same browser, with cookies enabled",
         )?;
         let index = flows
             .iter()
-            .position(|flow| flow.state == state)
+            .position(|flow| flow.state.expose() == state)
             .ok_or("unknown or already used state: start again at /get_token")?;
         let flow = flows.remove(index).expect("index is in range");
         if flows.is_empty() {
@@ -113,7 +115,7 @@ impl PendingStates {
     pub fn discard(&self, browser: &str, state: &str) {
         let mut inner = self.lock();
         if let Some(flows) = inner.browsers.get_mut(browser) {
-            if let Some(index) = flows.iter().position(|flow| flow.state == state) {
+            if let Some(index) = flows.iter().position(|flow| flow.state.expose() == state) {
                 flows.remove(index);
                 if flows.is_empty() {
                     inner.browsers.remove(browser);
@@ -177,8 +179,8 @@ mod tests {
     fn a_state_is_taken_once() {
         let pending = store();
         let now = Instant::now();
-        pending.insert("b1", "s1".into(), "v1".into(), now);
-        assert_eq!(pending.take("b1", "s1", now), Ok("v1".into()));
+        pending.insert("b1", Secret::new("s1".into()), Secret::new("v1".into()), now);
+        assert_eq!(pending.take("b1", "s1", now), Ok(Secret::new("v1".to_owned())));
         assert!(pending.take("b1", "s1", now).is_err());
         assert!(pending.is_empty());
     }
@@ -187,16 +189,16 @@ mod tests {
     fn another_browser_cannot_take_it() {
         let pending = store();
         let now = Instant::now();
-        pending.insert("b1", "s1".into(), "v1".into(), now);
+        pending.insert("b1", Secret::new("s1".into()), Secret::new("v1".into()), now);
         assert!(pending.take("b2", "s1", now).is_err());
-        assert_eq!(pending.take("b1", "s1", now), Ok("v1".into()));
+        assert_eq!(pending.take("b1", "s1", now), Ok(Secret::new("v1".to_owned())));
     }
 
     #[test]
     fn expired_states_are_refused() {
         let pending = store();
         let now = Instant::now();
-        pending.insert("b1", "s1".into(), "v1".into(), now);
+        pending.insert("b1", Secret::new("s1".into()), Secret::new("v1".into()), now);
         let err = pending.take("b1", "s1", now + TTL).unwrap_err();
         assert!(err.contains("expired"), "{err}");
     }
@@ -205,8 +207,8 @@ mod tests {
     fn expired_states_are_swept_on_insert() {
         let pending = store();
         let now = Instant::now();
-        pending.insert("b1", "s1".into(), "v1".into(), now);
-        pending.insert("b2", "s2".into(), "v2".into(), now + TTL);
+        pending.insert("b1", Secret::new("s1".into()), Secret::new("v1".into()), now);
+        pending.insert("b2", Secret::new("s2".into()), Secret::new("v2".into()), now + TTL);
         assert_eq!(pending.len(), 1);
     }
 
@@ -214,10 +216,10 @@ mod tests {
     fn two_tabs_both_complete() {
         let pending = store();
         let now = Instant::now();
-        pending.insert("b1", "s1".into(), "v1".into(), now);
-        pending.insert("b1", "s2".into(), "v2".into(), now);
-        assert_eq!(pending.take("b1", "s2", now), Ok("v2".into()));
-        assert_eq!(pending.take("b1", "s1", now), Ok("v1".into()));
+        pending.insert("b1", Secret::new("s1".into()), Secret::new("v1".into()), now);
+        pending.insert("b1", Secret::new("s2".into()), Secret::new("v2".into()), now);
+        assert_eq!(pending.take("b1", "s2", now), Ok(Secret::new("v2".to_owned())));
+        assert_eq!(pending.take("b1", "s1", now), Ok(Secret::new("v1".to_owned())));
     }
 
     #[test]
@@ -225,11 +227,11 @@ mod tests {
         let pending = store();
         let now = Instant::now();
         for i in 0..4 {
-            pending.insert("b1", format!("s{i}"), format!("v{i}"), now);
+            pending.insert("b1", Secret::new(format!("s{i}")), Secret::new(format!("v{i}")), now);
         }
         assert_eq!(pending.len(), 3);
         assert!(pending.take("b1", "s0", now).is_err());
-        assert_eq!(pending.take("b1", "s3", now), Ok("v3".into()));
+        assert_eq!(pending.take("b1", "s3", now), Ok(Secret::new("v3".to_owned())));
     }
 
     #[test]
@@ -237,12 +239,12 @@ mod tests {
         let pending = store();
         let now = Instant::now();
         for i in 0..7 {
-            pending.insert(&format!("b{i}"), format!("s{i}"), format!("v{i}"), now);
+            pending.insert(&format!("b{i}"), Secret::new(format!("s{i}")), Secret::new(format!("v{i}")), now);
         }
         assert_eq!(pending.len(), 5);
         assert!(pending.take("b0", "s0", now).is_err());
         assert!(pending.take("b1", "s1", now).is_err());
-        assert_eq!(pending.take("b6", "s6", now), Ok("v6".into()));
+        assert_eq!(pending.take("b6", "s6", now), Ok(Secret::new("v6".to_owned())));
     }
 
     #[test]
@@ -250,7 +252,7 @@ mod tests {
         let pending = store();
         let now = Instant::now();
         for i in 0..1000 {
-            pending.insert("b1", format!("s{i}"), "v".into(), now);
+            pending.insert("b1", Secret::new(format!("s{i}")), Secret::new("v".into()), now);
         }
         assert_eq!(pending.len(), 3);
         assert!(pending.lock().order.len() <= 2 * 5 + 1);

@@ -41,7 +41,13 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is malformed (HTTP/2
+    // carries it as :authority, HTTP/1.0 may omit it).
+    let hostless = request.version() == hyper::Version::HTTP_11
+        && !request.headers().contains_key(header::HOST)
+        && request.uri().authority().is_none();
     let result = match (request.method(), request.uri().path()) {
+        _ if hostless => Err(AppError::BadRequest("HTTP/1.1 requires a Host header".into())),
         (&Method::GET, "/get_token") => get_token::handle(&request, app).await,
         (_, "/get_token") => Err(AppError::MethodNotAllowed("GET")),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(text_response(StatusCode::OK, "ok\n")),
@@ -72,6 +78,10 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Nothing we serve needs to load anything; the demo page sets its own.
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
     log_access(&method, &path, response.status(), started, error);
     response
 }

@@ -1,7 +1,9 @@
-//! The accept loops and connection handling: a permit per connection, the
-//! TLS handshake under a deadline in the connection's own task, hyper-util's
-//! auto (HTTP/1.1 + HTTP/2) builder with explicit limits, graceful shutdown
-//! with a bounded drain, and the optional plain-HTTP redirect listener.
+//! The accept loops and connection handling: a permit per connection (and
+//! shedding at the cap), the TLS handshake under a deadline in the
+//! connection's own task, hyper-util's auto (HTTP/1.1 + HTTP/2) builder with
+//! explicit limits, a watchdog for slow heads and idle connections, graceful
+//! shutdown with a bounded drain, and the optional plain-HTTP redirect
+//! listener.
 //!
 //! Listeners and the shutdown signal are passed in, so tests run the real
 //! server on a loopback port and systemd can hand over its sockets.
@@ -18,13 +20,15 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
+use crate::connections::{Activity, Tracked, Tracker};
 use crate::error::AppError;
 use crate::routes::{self, Body};
 
@@ -45,6 +49,15 @@ enum Role {
     Redirect(u16),
 }
 
+/// What every accept loop shares.
+struct Shared {
+    app: Arc<App>,
+    builder: auto::Builder<TokioExecutor>,
+    permits: Arc<Semaphore>,
+    tracker: Tracker,
+    acceptor: TlsAcceptor,
+}
+
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish within the drain limit, and returns.
 pub async fn run(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Output = ()>) -> io::Result<()> {
@@ -59,50 +72,45 @@ pub async fn run(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Outp
     if let Some(listener) = listeners.http {
         roles.push((listener, Role::Redirect(https_port)));
     }
-    let permits = Arc::new(Semaphore::new(app.limits.max_connections));
+    let shared = Arc::new(Shared {
+        builder: http_builder(&app),
+        permits: Arc::new(Semaphore::new(app.limits.max_connections)),
+        tracker: Tracker::new(app.limits.max_connections),
+        acceptor: TlsAcceptor::from(app.server_tls.clone()),
+        app,
+    });
+    // Only the accept loops and this function hold it, never a connection.
     let graceful = Arc::new(GracefulShutdown::new());
-    let builder = Arc::new(http_builder(&app));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = JoinSet::new();
     for (listener, role) in roles {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
-        loops.spawn(accept_loop(
-            listener,
-            role,
-            app.clone(),
-            builder.clone(),
-            permits.clone(),
-            graceful.clone(),
-            stop_rx.clone(),
-        ));
+        loops.spawn(accept_loop(listener, role, shared.clone(), graceful.clone(), stop_rx.clone()));
     }
     shutdown.await;
     stop_tx.send(true).ok();
     while loops.join_next().await.is_some() {}
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| unreachable!("accept loops have ended"));
+    let drain_timeout = shared.app.limits.drain_timeout;
     let open = graceful.count();
     if open > 0 {
         crate::info!("shutting down: waiting for {open} open connection(s)");
     }
-    if tokio::time::timeout(app.limits.drain_timeout, graceful.shutdown()).await.is_err() {
-        crate::warn!(
-            "shutdown: connections still open after {}s; closing them",
-            app.limits.drain_timeout.as_secs()
-        );
+    let Ok(graceful) = Arc::try_unwrap(graceful) else { unreachable!("the accept loops have ended") };
+    if tokio::time::timeout(drain_timeout, graceful.shutdown()).await.is_err() {
+        crate::warn!("shutdown: connections still open after {}s; closing them", drain_timeout.as_secs());
     }
     Ok(())
 }
 
-/// The HTTP builder with every limit set. A timer is required for the
-/// header-read timeout to do anything.
+/// The HTTP builder with the limits hyper enforces itself. The header-read
+/// and idle timeouts are the connection watchdog's (see [`serve`]).
 fn http_builder(app: &App) -> auto::Builder<TokioExecutor> {
     let limits = &app.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
         // hyper's read buffer bounds the request head; 8 KiB is its floor.
         .max_buf_size(limits.max_header_bytes.max(8192));
     builder
@@ -114,22 +122,17 @@ fn http_builder(app: &App) -> auto::Builder<TokioExecutor> {
 }
 
 /// Accepts until told to stop. Never ends on an accept error and never
-/// waits on a peer: the handshake runs in the connection's task.
+/// waits on a peer: the handshake runs in the connection's task. At the
+/// connection cap it sheds the oldest connection without a request, then
+/// waits for its slot.
 async fn accept_loop(
     listener: TcpListener,
     role: Role,
-    app: Arc<App>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    permits: Arc<Semaphore>,
+    shared: Arc<Shared>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(app.server_tls.clone());
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            _ = stop.changed() => return,
-        };
         let (tcp, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -142,36 +145,122 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        // The permit is taken after accept, so an idle listener never holds
+        // one (nor sheds for one).
+        let permit = match shared.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                shared.tracker.shed_oldest();
+                tokio::select! {
+                    permit = shared.permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    _ = stop.changed() => return,
+                }
+            }
+        };
         tcp.set_nodelay(true).ok();
+        let activity = shared.tracker.register();
         let watcher = graceful.watcher();
-        let app = app.clone();
-        let builder = builder.clone();
-        let acceptor = acceptor.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match role {
-                Role::Https => {
-                    let handshake =
-                        tokio::time::timeout(app.limits.tls_handshake_timeout, acceptor.accept(tcp));
-                    // Failed and timed-out handshakes are scanners' daily
-                    // bread; logging each would let them flood the journal.
-                    let Ok(Ok(tls)) = handshake.await else { return };
-                    let service = service_fn(move |request| {
-                        let app = app.clone();
-                        async move { Ok::<_, Infallible>(routes::route(request, &app).await) }
-                    });
-                    watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await.ok();
-                }
-                Role::Redirect(https_port) => {
-                    let service = service_fn(move |request| {
-                        let response = redirect_to_https(&request, https_port, app.public_host.as_deref());
-                        async move { Ok::<_, Infallible>(response) }
-                    });
-                    watcher.watch(builder.serve_connection(TokioIo::new(tcp), service)).await.ok();
-                }
+            tokio::select! {
+                _ = serve(tcp, role, &shared, watcher, activity.clone()) => {}
+                _ = activity.shed() => {}
             }
         });
     }
+}
+
+/// One connection, start to end: the TLS handshake (or a plain-HTTP
+/// answer), then hyper under the watchdog.
+async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, activity: Arc<Activity>) {
+    let limits = &shared.app.limits;
+    match role {
+        Role::Https => {
+            let handshake = async {
+                if speaks_plain_http(&tcp).await {
+                    answer_plain_http_on_tls_port(tcp).await;
+                    return None;
+                }
+                shared.acceptor.accept(tcp).await.ok()
+            };
+            // Failed and timed-out handshakes are scanners' daily bread;
+            // logging each would let them flood the journal.
+            let Ok(Some(tls)) = tokio::time::timeout(limits.tls_handshake_timeout, handshake).await else {
+                return;
+            };
+            let app = shared.app.clone();
+            let on_request = activity.clone();
+            let service = service_fn(move |request| {
+                let guard = on_request.request_started();
+                let app = app.clone();
+                async move {
+                    let response = routes::route(request, &app).await;
+                    drop(guard);
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let io = TokioIo::new(Tracked::new(tls, activity.clone()));
+            watchdog(watcher.watch(shared.builder.serve_connection(io, service)), &activity, limits).await;
+        }
+        Role::Redirect(https_port) => {
+            let app = shared.app.clone();
+            let on_request = activity.clone();
+            let service = service_fn(move |request| {
+                let _guard = on_request.request_started();
+                let response = redirect_to_https(&request, https_port, app.public_host.as_deref());
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
+            watchdog(watcher.watch(shared.builder.serve_connection(io, service)), &activity, limits).await;
+        }
+    }
+}
+
+/// Drives `connection` until it ends, or until a request head is too slow
+/// or the connection idles too long; then drops it.
+async fn watchdog(connection: impl Future, activity: &Activity, limits: &crate::config::Limits) {
+    let mut connection = std::pin::pin!(connection);
+    // Requests move the deadline without waking us: look again at least
+    // this often.
+    let recheck = limits.header_read_timeout.min(limits.idle_timeout);
+    loop {
+        let next_look = Instant::now() + recheck;
+        let deadline = activity
+            .deadline(limits.header_read_timeout, limits.idle_timeout)
+            .map_or(next_look, |(at, _)| at.min(next_look));
+        tokio::select! {
+            _ = &mut connection => return,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                // The deadline may have moved while we slept (a request came).
+                if activity
+                    .deadline(limits.header_read_timeout, limits.idle_timeout)
+                    .is_some_and(|(at, _)| at <= Instant::now())
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Whether the peer opened with an HTTP method instead of a TLS record
+/// (a TLS handshake starts with byte 0x16).
+async fn speaks_plain_http(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(tcp.peek(&mut first).await, Ok(1) if first[0].is_ascii_uppercase())
+}
+
+/// Plain HTTP sent to the TLS port gets a clear 400 instead of a TLS alert
+/// it cannot read.
+async fn answer_plain_http_on_tls_port(mut tcp: TcpStream) {
+    const BODY: &str = "{\"error\":\"tls_required\",\"error_description\":\"this port speaks HTTPS: use an https:// URL\"}\n";
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    tcp.write_all(response.as_bytes()).await.ok();
+    tcp.shutdown().await.ok();
 }
 
 /// The plain-HTTP answer: a permanent redirect to the same path on https at

@@ -6,6 +6,8 @@ mod support;
 mod cli;
 mod e2e_curl;
 mod get_token_flow;
+mod hostile;
+mod limits;
 mod operations;
 mod routes;
 mod systemd_units;

@@ -63,7 +63,7 @@ async fn an_expired_code_is_the_providers_400() {
 #[tokio::test]
 async fn wrong_client_credentials_are_the_providers_error() {
     let world = World::new().await;
-    world.server.app.oauth.set_secret("not-the-secret".into());
+    world.server.app.oauth.set_secret(yandex_token::secret::Secret::new("not-the-secret".into()));
     let mut client = world.client();
     let reply = complete_flow(&mut client, &world.server).await;
     assert_eq!(reply.status, 400, "{}", reply.body);

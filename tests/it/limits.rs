@@ -1,0 +1,261 @@
+//! Every limit really acts: the connection cap (shedding the oldest
+//! connection that has not sent a request), the TLS handshake, header-read
+//! and idle timeouts, the header size caps (HTTP/1 and HTTP/2), the HTTP/2
+//! stream cap, and the token endpoint's connect timeout and body cap.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::World;
+use crate::support::client::{Client, client_config};
+
+const WAIT: Duration = Duration::from_secs(10);
+const SHORT: Duration = Duration::from_millis(300);
+const LONG: Duration = Duration::from_secs(120);
+
+/// Reads until EOF or error; true if the peer closed within `limit`.
+async fn closed_within<S: AsyncReadExt + Unpin>(stream: &mut S, limit: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+async fn tls_stream(world: &World) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(world.server.addr).await.unwrap();
+    let config = client_config(&world.pki.ca_der, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    tokio_rustls::TlsConnector::from(config)
+        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn at_the_cap_the_oldest_silent_connection_is_shed_for_a_real_user() {
+    let world = World::with(|c| {
+        c.limits.max_connections = 4;
+        c.limits.tls_handshake_timeout = LONG;
+    })
+    .await;
+    // A user with a finished request on a keep-alive connection...
+    let mut user = tls_stream(&world).await;
+    user.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 512];
+    assert!(user.read(&mut buf).await.unwrap() > 0);
+    // ...then three silent connections fill the cap.
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(world.server.addr).await.unwrap());
+    }
+    // A new user still gets in: the oldest silent one makes room.
+    let mut client = world.client();
+    let reply = tokio::time::timeout(WAIT, client.get(world.server.addr, "/healthz")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(closed_within(&mut silent[0], WAIT).await, "the oldest silent connection was not shed");
+    assert!(!closed_within(&mut silent[2], SHORT).await, "the newest silent connection was shed");
+    // The served connection is never shed.
+    user.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let n = tokio::time::timeout(WAIT, user.read(&mut buf)).await.unwrap().unwrap();
+    assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed() {
+    let world = World::with(|c| {
+        c.limits.tls_handshake_timeout = SHORT;
+        c.limits.header_read_timeout = LONG;
+        c.limits.idle_timeout = LONG;
+    })
+    .await;
+    let mut silent = TcpStream::connect(world.server.addr).await.unwrap();
+    let mut half = TcpStream::connect(world.server.addr).await.unwrap();
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap(); // a ClientHello that never ends
+    assert!(closed_within(&mut silent, WAIT).await);
+    assert!(closed_within(&mut half, WAIT).await);
+}
+
+#[tokio::test]
+async fn a_slow_request_head_is_closed() {
+    let world = World::with(|c| {
+        c.limits.header_read_timeout = SHORT;
+        c.limits.idle_timeout = LONG;
+    })
+    .await;
+    let mut slow = tls_stream(&world).await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: local").await.unwrap();
+    assert!(closed_within(&mut slow, WAIT).await, "a partial head was kept");
+    // Slowloris: a byte at a time, each well inside any per-read timeout.
+    let mut drip = tls_stream(&world).await;
+    let started = std::time::Instant::now();
+    let head = b"GET /healthz HTTP/1.1\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    for byte in head {
+        if drip.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(closed_within(&mut drip, WAIT).await);
+    assert!(started.elapsed() < Duration::from_secs(5), "the slow head lived {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let world = World::with(|c| {
+        c.limits.header_read_timeout = LONG;
+        c.limits.idle_timeout = SHORT;
+    })
+    .await;
+    let mut conn = tls_stream(&world).await;
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 512];
+    assert!(conn.read(&mut buf).await.unwrap() > 0);
+    assert!(closed_within(&mut conn, WAIT).await, "the idle connection was kept");
+}
+
+#[tokio::test]
+async fn oversized_http1_headers_get_431() {
+    let world = World::with(|c| c.limits.max_header_bytes = 8 * 1024).await;
+    let mut client = world.client();
+    for (size, expected) in [(4 * 1024, "HTTP/1.1 200"), (10 * 1024, "HTTP/1.1 431")] {
+        let mut conn = tls_stream(&world).await;
+        let request =
+            format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(size));
+        conn.write_all(request.as_bytes()).await.ok();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(WAIT, conn.read_buf(&mut answer)).await;
+        assert!(
+            String::from_utf8_lossy(&answer).starts_with(expected),
+            "{size}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    assert_eq!(client.get(world.server.addr, "/healthz").await.status, 200);
+}
+
+async fn h2_connection(
+    world: &World,
+) -> (h2::client::SendRequest<hyper::body::Bytes>, tokio::task::JoinHandle<()>, usize) {
+    let tcp = TcpStream::connect(world.server.addr).await.unwrap();
+    let config = client_config(&world.pki.ca_der, &[b"h2"], rustls::DEFAULT_VERSIONS);
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (send, mut connection) = h2::client::handshake(tls).await.unwrap();
+    // The server's SETTINGS arrive with the first exchange.
+    let mut send = send.ready().await.unwrap();
+    let request = hyper::Request::get(format!("https://localhost:{}/healthz", world.server.addr.port()))
+        .body(())
+        .unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let response = tokio::select! {
+        response = response => response.unwrap(),
+        _ = &mut connection => panic!("connection ended"),
+    };
+    assert_eq!(response.status(), 200);
+    let streams = connection.max_concurrent_send_streams();
+    let driver = tokio::spawn(async move {
+        connection.await.ok();
+    });
+    (send, driver, streams)
+}
+
+#[tokio::test]
+async fn the_http2_stream_cap_is_announced() {
+    let world = World::with(|c| c.limits.h2_max_concurrent_streams = 3).await;
+    let (_send, driver, streams) = h2_connection(&world).await;
+    assert_eq!(streams, 3);
+    driver.abort();
+}
+
+#[tokio::test]
+async fn an_oversized_http2_header_list_is_refused() {
+    let world = World::with(|c| c.limits.max_header_bytes = 8 * 1024).await;
+    let tls = client_config(&world.pki.ca_der, &[b"h2"], rustls::DEFAULT_VERSIONS);
+    let tcp = TcpStream::connect(world.server.addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = hyper::Request::get(format!("https://localhost:{}/healthz", world.server.addr.port()))
+        .header("x-big", "a".repeat(20 * 1024))
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .unwrap();
+    match sender.send_request(request).await {
+        Ok(response) => assert_eq!(response.status(), 431),
+        Err(err) => assert!(!err.to_string().is_empty()),
+    }
+    let mut client =
+        Client::with_config(client_config(&world.pki.ca_der, &[b"h2"], rustls::DEFAULT_VERSIONS));
+    assert_eq!(client.get(world.server.addr, "/healthz").await.status, 200);
+}
+
+/// A port whose accept queue is full: connects to it hang, as to a host
+/// that drops SYNs.
+async fn blackhole() -> (tokio::net::TcpListener, Vec<TcpStream>, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    // Fill the queue; connects that still complete fast are queued ones.
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    (listener, fillers, addr)
+}
+
+#[tokio::test]
+async fn the_upstream_connect_timeout_acts() {
+    let (_listener, _fillers, hole) = blackhole().await;
+    let pki = crate::support::pki::TestPki::new();
+    let server = crate::support::server::TestServer::start_with(
+        &pki,
+        &format!("https://127.0.0.1:{}/", hole.port()),
+        "secret",
+        |c| {
+            c.limits.upstream_connect_timeout = SHORT;
+            c.limits.upstream_timeout = LONG;
+        },
+    )
+    .await;
+    let mut client = Client::new(&pki.ca_der);
+    let start = client.get(server.addr, "/get_token").await;
+    let state = start.location().split("state=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let reply =
+        tokio::time::timeout(WAIT, client.get(server.addr, &format!("/get_token?code=c&state={state}")))
+            .await
+            .unwrap();
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert!(reply.json()["error_description"].as_str().unwrap().contains("connect"), "{}", reply.body);
+}
+
+#[tokio::test]
+async fn the_upstream_body_cap_acts() {
+    // A normal token answer is ~150 bytes: a 64-byte cap refuses it.
+    let world = World::with(|c| c.limits.upstream_max_body = 64).await;
+    let mut client = world.client();
+    let reply = crate::support::complete_flow(&mut client, &world.server).await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert!(reply.json()["error_description"].as_str().unwrap().contains("larger than 64 bytes"));
+}
