@@ -60,7 +60,14 @@ impl App {
         let pair = tls::load_pair(&config.cert, &config.key)?;
         let certs = Arc::new(CertResolver::new(pair, Some((config.cert.clone(), config.key.clone()))));
         let token_dir = config.token_dir.clone().ok_or_else(|| StartupError::msg("no token directory"))?;
-        App::assemble(config, oauth, certs, TokenStore::new(token_dir), None, Some(secret_file))
+        let store = TokenStore::new(token_dir);
+        // A token directory that cannot be fixed (read-only, say) is no
+        // reason not to serve: a failed save still hands the token over.
+        match store.fix_modes() {
+            Ok(fixed) => fixed.into_iter().for_each(|line| crate::warn!("token store: {line}")),
+            Err(err) => crate::warn!("token store: cannot check {}: {err}", store.dir().display()),
+        }
+        App::assemble(config, oauth, certs, store, None, Some(secret_file))
     }
 
     /// Puts the parts together; `demo` builds its own parts and calls this.

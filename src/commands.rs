@@ -89,6 +89,14 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
 fn serve(config: &Config) -> Result<(), Failure> {
     // Before any thread exists: this clears the LISTEN_* variables.
     let activated = systemd::take_listeners(config.activation.as_ref()).map_err(Failure::config)?;
+    match systemd::raise_open_files_limit() {
+        Ok(limit) if (limit as usize) < config.limits.max_connections + 64 => crate::warn!(
+            "the open-files limit ({limit}) is below --max-connections ({}): raise LimitNOFILE",
+            config.limits.max_connections
+        ),
+        Ok(_) => {}
+        Err(err) => crate::warn!("cannot raise the open-files limit: {err}"),
+    }
     let app = Arc::new(App::from_config(config).map_err(Failure::config)?);
     let runtime = runtime()?;
     runtime.block_on(async {

@@ -2,9 +2,10 @@
 //! activation (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`, fds mapped by
 //! name) and `sd_notify` (`READY=1`, `RELOADING=1` with `MONOTONIC_USEC=`,
 //! `STOPPING=1`, `STATUS=`), including the abstract `@` socket form. Both do
-//! nothing when systemd did not ask for them. This module holds the crate's
-//! only `unsafe` code.
-#![allow(unsafe_code, reason = "adopting inherited fds and reading the monotonic clock need it")]
+//! nothing when systemd did not ask for them. Also the one other process
+//! setting a server needs from libc, the open-files limit. This module
+//! holds the crate's only `unsafe` code.
+#![allow(unsafe_code, reason = "adopting inherited fds, the monotonic clock and rlimits need libc")]
 
 use std::net::TcpListener;
 use std::os::fd::{FromRawFd, RawFd};
@@ -152,6 +153,27 @@ fn send_to(socket: &str, message: &str) -> std::io::Result<()> {
     UnixDatagram::unbound()?.send_to_addr(message.as_bytes(), &addr).map(drop)
 }
 
+/// Raises the soft open-files limit to the hard limit, so a connection
+/// flood meets the connection cap before it meets EMFILE. Returns the new
+/// soft limit; errors (e.g. setrlimit filtered by seccomp) leave it as is.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: `raised` is a valid rlimit that only raises the soft limit
+        // up to the hard one, which an unprivileged process may do.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// `CLOCK_MONOTONIC` in microseconds, the clock `MONOTONIC_USEC=` is read on.
 fn monotonic_usec() -> u64 {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -215,6 +237,15 @@ mod tests {
         let mut buf = [0u8; 256];
         let n = receiver.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1\nSTATUS=serving");
+    }
+
+    #[test]
+    fn the_open_files_limit_ends_at_the_hard_limit() {
+        let soft = raise_open_files_limit().unwrap();
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: as in raise_open_files_limit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        assert_eq!((soft, limit.rlim_cur), (limit.rlim_max, limit.rlim_max));
     }
 
     #[test]

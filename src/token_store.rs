@@ -94,6 +94,40 @@ impl TokenStore {
         }
     }
 
+    /// Puts the directory (0700) and `token.json` (0600) back to private
+    /// modes if someone loosened them, and removes temp files a crash left
+    /// behind. Returns what it fixed, for the log; never the contents.
+    pub fn fix_modes(&self) -> io::Result<Vec<String>> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut fixed = Vec::new();
+        let dir_meta = match fs::metadata(&self.dir) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(fixed),
+            Err(err) => return Err(err),
+        };
+        if dir_meta.is_dir() && dir_meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
+            fixed.push(format!("{} was mode {:o}, now 0700", self.dir.display(), dir_meta.permissions().mode() & 0o777));
+        }
+        let path = self.path();
+        if let Ok(meta) = fs::metadata(&path) {
+            if meta.permissions().mode() & 0o777 != 0o600 {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+                fixed.push(format!("{} was mode {:o}, now 0600", path.display(), meta.permissions().mode() & 0o777));
+            }
+        }
+        if dir_meta.is_dir() {
+            for entry in fs::read_dir(&self.dir)?.flatten() {
+                let name = entry.file_name();
+                if name.to_string_lossy().starts_with(&format!(".{TOKEN_FILE}.tmp.")) {
+                    fs::remove_file(entry.path())?;
+                    fixed.push(format!("removed {}, left by an interrupted write", entry.path().display()));
+                }
+            }
+        }
+        Ok(fixed)
+    }
+
     /// Proves the directory can take a token: creates it if needed, then
     /// writes and removes a probe file.
     pub fn check_writable(&self) -> io::Result<()> {
@@ -153,6 +187,24 @@ mod tests {
         assert_eq!(store.load().unwrap().unwrap()["access_token"], "second");
         let leftovers: Vec<_> = fs::read_dir(store.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from(TOKEN_FILE)]);
+    }
+
+    #[test]
+    fn loosened_modes_and_stale_temp_files_are_fixed() {
+        let root = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(root.path().join("tokens"));
+        assert!(store.fix_modes().unwrap().is_empty(), "a missing directory needs no fixing");
+        store.save(&TokenStore::document(token("t"))).unwrap();
+        fs::set_permissions(store.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(store.dir().join(".token.json.tmp.1.abc"), "partial").unwrap();
+        let fixed = store.fix_modes().unwrap();
+        assert_eq!(fixed.len(), 3, "{fixed:?}");
+        assert!(fixed.iter().all(|line| !line.contains("\"t\"")));
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(store.dir()), mode(&store.path())), (0o700, 0o600));
+        assert!(!store.dir().join(".token.json.tmp.1.abc").exists());
+        assert!(store.fix_modes().unwrap().is_empty());
     }
 
     #[test]

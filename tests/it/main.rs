@@ -11,4 +11,5 @@ mod limits;
 mod operations;
 mod routes;
 mod systemd_units;
+mod token_durability;
 mod upstream_failures;
