@@ -21,6 +21,8 @@ mkdir -p "$dir"
 umask 077
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout "$dir/privkey.pem" -out "$dir/fullchain.pem" -days 365 \
-    -subj "/CN=$cn" -addext "subjectAltName=$san" 2>/dev/null
+    -subj "/CN=$cn" -addext "subjectAltName=$san" \
+    -addext "basicConstraints=critical,CA:FALSE" -addext "keyUsage=critical,digitalSignature" \
+    -addext "extendedKeyUsage=serverAuth" 2>/dev/null
 chmod 0644 "$dir/fullchain.pem"
 echo "wrote $dir/fullchain.pem and $dir/privkey.pem for: $*"

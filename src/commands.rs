@@ -72,16 +72,24 @@ pub fn run(invocation: Invocation) -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| Failure::runtime(StartupError::with("cannot start the async runtime", err)))
 }
 
+/// Binds `addr` with a deep accept queue (the kernel caps it at
+/// `net.core.somaxconn`): under a connection flood, a user's SYN must wait
+/// in the queue, not be dropped and retried a second later.
 fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
-    TcpListener::bind(addr).map_err(|err| {
-        Failure::runtime(StartupError::with(format!("cannot listen for {what} on {addr}"), err))
-    })
+    const BACKLOG: u32 = 4096;
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)?.into_std()
+    };
+    listen().map_err(|err| Failure::runtime(StartupError::with(format!("cannot listen for {what} on {addr}"), err)))
 }
 
 /// `serve`: load everything, take systemd's sockets or bind our own, serve
@@ -164,7 +172,7 @@ fn run_demo(config: &Config) -> Result<(), Failure> {
         let mut listeners = Listeners { https: vec![https], http: None };
         if config.listen.ip().is_loopback() && config.listen.is_ipv4() {
             // Browsers may try ::1 first for "localhost"; serve it too when we can.
-            if let Ok(v6) = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], port))) {
+            if let Ok(v6) = bind(SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], port)), "HTTPS") {
                 listeners.https.push(v6);
             }
         }

@@ -141,7 +141,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         flag: "max-connections",
         env: "YANDEX_TOKEN_MAX_CONNECTIONS",
         value: "N",
-        default: "4096",
+        default: "2048",
         help: "connections held at once; at the cap the oldest that has not sent a request is shed",
     },
     OptionSpec {
@@ -245,7 +245,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 4096,
+            max_connections: 2048,
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),

@@ -210,6 +210,105 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 }
 
+/// A stream that first replays bytes already read from it: the TLS
+/// handshake gets back the ClientHello record we read ahead.
+#[derive(Debug)]
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    offset: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// `inner`, with `prefix` read first.
+    pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
+        Prefixed { prefix, offset: 0, inner }
+    }
+
+    /// The underlying stream.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.offset < self.prefix.len() {
+            let n = buf.remaining().min(self.prefix.len() - self.offset);
+            buf.put_slice(&self.prefix[self.offset..self.offset + n]);
+            self.offset += n;
+            if self.offset == self.prefix.len() {
+                // Replayed: give the memory back.
+                self.prefix = Vec::new();
+                self.offset = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// What the first bytes of a connection to the TLS port were.
+#[derive(Debug)]
+pub enum Opening {
+    /// The first TLS record, whole (or whatever came before an oddity
+    /// that rustls should judge).
+    Tls(Vec<u8>),
+    /// An HTTP request line: the client forgot the `s` in https.
+    PlainHttp,
+    /// The peer closed or failed before sending a record.
+    Gone,
+}
+
+/// Reads the first TLS record (the ClientHello) into a buffer that grows
+/// only as bytes arrive, so a peer that stalls mid-handshake holds a few
+/// bytes here instead of rustls's 8 KiB of buffers.
+pub async fn read_opening<S: AsyncRead + Unpin>(stream: &mut S) -> Opening {
+    use tokio::io::AsyncReadExt;
+    const HEADER: usize = 5;
+    /// A TLS record's largest length field (RFC 8446 §5.2, with expansion).
+    const MAX_RECORD: usize = 16384 + 2048;
+    let mut record: Vec<u8> = Vec::new();
+    let mut wanted = HEADER;
+    while record.len() < wanted {
+        record.reserve_exact((wanted - record.len()).min(1024));
+        match stream.read_buf(&mut record).await {
+            Ok(0) | Err(_) => return Opening::Gone,
+            Ok(_) => {}
+        }
+        if record[0].is_ascii_uppercase() {
+            return Opening::PlainHttp;
+        }
+        if record[0] != 0x16 {
+            // Not a handshake record: rustls will say what is wrong.
+            return Opening::Tls(record);
+        }
+        if record.len() >= HEADER && wanted == HEADER {
+            let length = usize::from(u16::from_be_bytes([record[3], record[4]]));
+            wanted = HEADER + length.min(MAX_RECORD);
+        }
+    }
+    Opening::Tls(record)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +346,26 @@ mod tests {
         assert!(tracker.shed_oldest());
         assert!(newest.shed.notified().now_or_never_for_test());
         assert!(!tracker.shed_oldest());
+    }
+
+    #[tokio::test]
+    async fn the_opening_record_is_read_whole_then_replayed() {
+        let record = [0x16, 0x03, 0x01, 0x00, 0x03, 0xaa, 0xbb, 0xcc, 0xdd];
+        let mut stream: &[u8] = &record;
+        let Opening::Tls(first) = read_opening(&mut stream).await else { panic!("not TLS") };
+        assert_eq!(first, &record[..8]);
+        let mut replay = Prefixed::new(first, stream);
+        let mut all = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut replay, &mut all).await.unwrap();
+        assert_eq!(all, record);
+    }
+
+    #[tokio::test]
+    async fn plain_http_and_early_close_are_recognised() {
+        let mut http: &[u8] = b"GET / HTTP/1.1\r\n";
+        assert!(matches!(read_opening(&mut http).await, Opening::PlainHttp));
+        let mut short: &[u8] = &[0x16, 0x03];
+        assert!(matches!(read_opening(&mut short).await, Opening::Gone));
     }
 
     trait NowOrNever {

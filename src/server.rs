@@ -11,15 +11,16 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::TcpListener as StdTcpListener;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -28,7 +29,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
-use crate::connections::{Activity, Tracked, Tracker};
+use crate::connections::{Activity, Opening, Prefixed, Tracked, Tracker, read_opening};
 use crate::error::AppError;
 use crate::routes::{self, Body};
 
@@ -52,7 +53,10 @@ enum Role {
 /// What every accept loop shares.
 struct Shared {
     app: Arc<App>,
-    builder: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// Turns true when the server stops accepting.
+    stop: watch::Receiver<bool>,
     permits: Arc<Semaphore>,
     tracker: Tracker,
     acceptor: TlsAcceptor,
@@ -72,8 +76,12 @@ pub async fn run(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Outp
     if let Some(listener) = listeners.http {
         roles.push((listener, Role::Redirect(https_port)));
     }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (http1, http2) = http_builders(&app);
     let shared = Arc::new(Shared {
-        builder: http_builder(&app),
+        http1,
+        http2,
+        stop: stop_rx.clone(),
         permits: Arc::new(Semaphore::new(app.limits.max_connections)),
         tracker: Tracker::new(app.limits.max_connections),
         acceptor: TlsAcceptor::from(app.server_tls.clone()),
@@ -81,7 +89,6 @@ pub async fn run(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Outp
     });
     // Only the accept loops and this function hold it, never a connection.
     let graceful = Arc::new(GracefulShutdown::new());
-    let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = JoinSet::new();
     for (listener, role) in roles {
         listener.set_nonblocking(true)?;
@@ -103,22 +110,19 @@ pub async fn run(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Outp
     Ok(())
 }
 
-/// The HTTP builder with the limits hyper enforces itself. The header-read
-/// and idle timeouts are the connection watchdog's (see [`serve`]).
-fn http_builder(app: &App) -> auto::Builder<TokioExecutor> {
+/// The HTTP builders with the limits hyper enforces itself. The header-read
+/// and idle timeouts are the connection watchdog's (see [`watchdog`]).
+fn http_builders(app: &App) -> (http1::Builder, http2::Builder<TokioExecutor>) {
     let limits = &app.limits;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // hyper's read buffer bounds the request head; 8 KiB is its floor.
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
+    let mut http1 = http1::Builder::new();
+    // hyper's read buffer bounds the request head; 8 KiB is its floor.
+    http1.max_buf_size(limits.max_header_bytes.max(8192));
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(limits.h2_max_concurrent_streams);
-    builder
+    (http1, http2)
 }
 
 /// Accepts until told to stop. Never ends on an accept error and never
@@ -172,55 +176,121 @@ async fn accept_loop(
 }
 
 /// One connection, start to end: the TLS handshake (or a plain-HTTP
-/// answer), then hyper under the watchdog.
+/// answer), a wait for the first request bytes, then hyper (HTTP/2 or
+/// HTTP/1.1 as ALPN chose) under the watchdog.
 async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, activity: Arc<Activity>) {
     let limits = &shared.app.limits;
     match role {
         Role::Https => {
-            let handshake = async {
-                if speaks_plain_http(&tcp).await {
-                    answer_plain_http_on_tls_port(tcp).await;
-                    return None;
-                }
-                shared.acceptor.accept(tcp).await.ok()
-            };
-            // Failed and timed-out handshakes are scanners' daily bread;
-            // logging each would let them flood the journal.
-            let Ok(Some(tls)) = tokio::time::timeout(limits.tls_handshake_timeout, handshake).await else {
-                return;
-            };
-            let app = shared.app.clone();
-            let on_request = activity.clone();
-            let service = service_fn(move |request| {
-                let guard = on_request.request_started();
-                let app = app.clone();
-                async move {
-                    let response = routes::route(request, &app).await;
-                    drop(guard);
-                    Ok::<_, Infallible>(response)
+            // Boxed, as is the connection below: a future moved into an
+            // async fn is otherwise laid out in this task more than once,
+            // and every byte here is paid per connection.
+            let handshake = Box::pin(async {
+                let mut tcp = tcp;
+                match read_opening(&mut tcp).await {
+                    Opening::Tls(record) => shared.acceptor.accept(Prefixed::new(record, tcp)).await.ok(),
+                    Opening::PlainHttp => {
+                        answer_plain_http_on_tls_port(tcp).await;
+                        None
+                    }
+                    Opening::Gone => None,
                 }
             });
+            // Failed and timed-out handshakes are scanners' daily bread;
+            // logging each would let them flood the journal.
+            let Ok(Some(mut tls)) = tokio::time::timeout(limits.tls_handshake_timeout, handshake).await
+            else {
+                return;
+            };
+            if !has_plaintext(&mut tls) && !first_bytes(tls.get_ref().0.inner(), &activity, shared).await {
+                return;
+            }
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(Tracked::new(tls, activity.clone()));
-            watchdog(watcher.watch(shared.builder.serve_connection(io, service)), &activity, limits).await;
+            let service = app_service(shared.app.clone(), activity.clone());
+            if h2 {
+                let connection = watcher.watch(shared.http2.serve_connection(io, service));
+                watchdog(Box::pin(connection), &activity, limits).await;
+            } else {
+                let connection = watcher.watch(shared.http1.serve_connection(io, service));
+                watchdog(Box::pin(connection), &activity, limits).await;
+            }
         }
         Role::Redirect(https_port) => {
-            let app = shared.app.clone();
+            if !first_bytes(&tcp, &activity, shared).await {
+                return;
+            }
+            let public_host = shared.app.public_host.clone();
             let on_request = activity.clone();
             let service = service_fn(move |request| {
                 let _guard = on_request.request_started();
-                let response = redirect_to_https(&request, https_port, app.public_host.as_deref());
+                let response = redirect_to_https(&request, https_port, public_host.as_deref());
                 async move { Ok::<_, Infallible>(response) }
             });
             let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
-            watchdog(watcher.watch(shared.builder.serve_connection(io, service)), &activity, limits).await;
+            let connection = watcher.watch(shared.http1.serve_connection(io, service));
+            watchdog(Box::pin(connection), &activity, limits).await;
         }
+    }
+}
+
+/// The app as a hyper service: marks each request on the connection's
+/// activity and never fails.
+fn app_service(
+    app: Arc<App>,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |request| {
+        let guard = activity.request_started();
+        let app = app.clone();
+        async move {
+            let response = routes::route(request, &app).await;
+            drop(guard);
+            Ok(response)
+        }
+    })
+}
+
+/// Whether request bytes came in with the end of the handshake (rustls
+/// has them decrypted already, so the socket will not signal them again).
+fn has_plaintext(tls: &mut tokio_rustls::server::TlsStream<Prefixed<TcpStream>>) -> bool {
+    // A protocol error is hyper's to find and answer.
+    tls.get_mut().1.process_new_packets().map_or(true, |state| state.plaintext_bytes_to_read() > 0)
+}
+
+/// Waits for the first request bytes before hyper allocates its buffers,
+/// so an idle connection costs only its TLS state. False when the
+/// header-read deadline passes first or the server is stopping.
+async fn first_bytes(tcp: &TcpStream, activity: &Activity, shared: &Shared) -> bool {
+    let limits = &shared.app.limits;
+    let mut stop = shared.stop.clone();
+    if *stop.borrow_and_update() {
+        return false;
+    }
+    let deadline = activity
+        .deadline(limits.header_read_timeout, limits.idle_timeout)
+        .map_or_else(|| Instant::now() + limits.header_read_timeout, |(at, _)| at);
+    tokio::select! {
+        ready = tcp.readable() => ready.is_ok(),
+        _ = tokio::time::sleep_until(deadline.into()) => false,
+        _ = stop.changed() => false,
     }
 }
 
 /// Drives `connection` until it ends, or until a request head is too slow
 /// or the connection idles too long; then drops it.
-async fn watchdog(connection: impl Future, activity: &Activity, limits: &crate::config::Limits) {
-    let mut connection = std::pin::pin!(connection);
+async fn watchdog(
+    mut connection: Pin<Box<impl Future>>,
+    activity: &Activity,
+    limits: &crate::config::Limits,
+) {
     // Requests move the deadline without waking us: look again at least
     // this often.
     let recheck = limits.header_read_timeout.min(limits.idle_timeout);
@@ -244,15 +314,8 @@ async fn watchdog(connection: impl Future, activity: &Activity, limits: &crate::
     }
 }
 
-/// Whether the peer opened with an HTTP method instead of a TLS record
-/// (a TLS handshake starts with byte 0x16).
-async fn speaks_plain_http(tcp: &TcpStream) -> bool {
-    let mut first = [0u8; 1];
-    matches!(tcp.peek(&mut first).await, Ok(1) if first[0].is_ascii_uppercase())
-}
-
-/// Plain HTTP sent to the TLS port gets a clear 400 instead of a TLS alert
-/// it cannot read.
+/// Plain HTTP sent to the TLS port (a request line where a TLS record,
+/// byte 0x16, belongs) gets a clear 400 instead of an alert it cannot read.
 async fn answer_plain_http_on_tls_port(mut tcp: TcpStream) {
     const BODY: &str = "{\"error\":\"tls_required\",\"error_description\":\"this port speaks HTTPS: use an https:// URL\"}\n";
     let response = format!(

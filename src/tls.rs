@@ -123,6 +123,9 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, S
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Our order (ring's: AES-GCM first, ChaCha20 for clients without AES
+    // hardware) wins over the client's, as scanners expect.
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 

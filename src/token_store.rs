@@ -107,13 +107,21 @@ impl TokenStore {
         };
         if dir_meta.is_dir() && dir_meta.permissions().mode() & 0o077 != 0 {
             fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
-            fixed.push(format!("{} was mode {:o}, now 0700", self.dir.display(), dir_meta.permissions().mode() & 0o777));
+            fixed.push(format!(
+                "{} was mode {:o}, now 0700",
+                self.dir.display(),
+                dir_meta.permissions().mode() & 0o777
+            ));
         }
         let path = self.path();
         if let Ok(meta) = fs::metadata(&path) {
             if meta.permissions().mode() & 0o777 != 0o600 {
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
-                fixed.push(format!("{} was mode {:o}, now 0600", path.display(), meta.permissions().mode() & 0o777));
+                fixed.push(format!(
+                    "{} was mode {:o}, now 0600",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                ));
             }
         }
         if dir_meta.is_dir() {

@@ -58,7 +58,13 @@ fn saves_survive_sigkill_at_random_moments() {
     for round in 0..30 {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(&exe)
-            .args(["--exact", "token_durability::save_loop_helper", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "token_durability::save_loop_helper",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("YANDEX_TOKEN_SAVE_LOOP_DIR", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -71,8 +77,9 @@ fn saves_survive_sigkill_at_random_moments() {
         child.kill().unwrap();
         child.wait().unwrap();
         let bytes = std::fs::read(dir.path().join("token.json")).unwrap();
-        let doc: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|err| panic!("round {round}: token.json is not whole JSON ({err}), {} bytes", bytes.len()));
+        let doc: Value = serde_json::from_slice(&bytes).unwrap_or_else(|err| {
+            panic!("round {round}: token.json is not whole JSON ({err}), {} bytes", bytes.len())
+        });
         assert!(is_whole(&doc), "round {round}: token {} is mixed", doc["seq"]);
         seen.insert(doc["seq"].as_u64().unwrap());
         // A restart clears what the killed write left behind.
@@ -127,7 +134,11 @@ async fn a_read_only_token_directory_still_hands_over_the_token() {
         eprintln!("SKIPPED: needs root for a private mount namespace");
         return;
     }
-    flow_with_broken_store("mount --bind \"$TOKENS\" \"$TOKENS\" && mount -o remount,bind,ro \"$TOKENS\"", "Read-only").await;
+    flow_with_broken_store(
+        "mount --bind \"$TOKENS\" \"$TOKENS\" && mount -o remount,bind,ro \"$TOKENS\"",
+        "Read-only",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
