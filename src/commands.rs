@@ -84,12 +84,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
     const BACKLOG: u32 = 4096;
     let listen = || -> std::io::Result<TcpListener> {
-        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        let socket =
+            if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
         socket.listen(BACKLOG)?.into_std()
     };
-    listen().map_err(|err| Failure::runtime(StartupError::with(format!("cannot listen for {what} on {addr}"), err)))
+    listen().map_err(|err| {
+        Failure::runtime(StartupError::with(format!("cannot listen for {what} on {addr}"), err))
+    })
 }
 
 /// `serve`: load everything, take systemd's sockets or bind our own, serve
