@@ -7,7 +7,8 @@
 # exits 0.
 set -eu
 bin=$(realpath "$1")
-sslyze=${2:-sslyze}
+sslyze=$(command -v "${2:-sslyze}" || true)
+[ -n "$sslyze" ] && sslyze=$(realpath "$sslyze") || { echo "sslyze not found: pip install sslyze" >&2; exit 1; }
 work=$(mktemp -d)
 pid=""
 cleanup() {
@@ -66,6 +67,6 @@ if timeout 300 "$sslyze" --mozilla_config=intermediate --certinfo_ca_file ca.pem
     grep -E "Compliant" sslyze.txt || true
 else
     status=1
-    sed -n '/COMPLIANCE AGAINST/,$p' sslyze.txt
+    tail -n 30 sslyze.txt
 fi
 exit $status
