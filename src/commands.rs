@@ -62,6 +62,7 @@ pub fn run(invocation: Invocation) -> ExitCode {
         Command::Check => return check(&config),
         Command::Show => return show(&config),
     };
+    crate::log::flush();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

@@ -256,7 +256,7 @@ impl Default for Limits {
             upstream_max_body: 64 * 1024,
             state_ttl: Duration::from_secs(600),
             states_per_browser: 8,
-            states_total: 10_000,
+            states_total: 2048,
             drain_timeout: Duration::from_secs(20),
         }
     }

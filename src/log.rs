@@ -1,14 +1,27 @@
 //! A tiny stderr logger: one line per event, written with a single `write`
-//! so lines from different threads never interleave. Under journald
+//! so lines from different threads never interleave. Access-log lines are
+//! batched: they collect in a buffer that is written when it fills, 50 ms
+//! after its first line, before any other line, and at exit, so a busy
+//! server makes one `write` per batch instead of one per request. Under journald
 //! (`JOURNAL_STREAM` set at start) each line starts with a `<N>` syslog
 //! priority so `journalctl -p` works. Callers pass only what is safe to log:
 //! never a secret, a code, a state or a token.
 
 use std::fmt;
 use std::io::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 static JOURNAL_PREFIX: AtomicBool = AtomicBool::new(false);
+
+/// Access-log lines not yet written.
+static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Written at once past this many bytes.
+const BATCH_BYTES: usize = 16 * 1024;
+/// The longest an access-log line waits.
+const BATCH_DELAY: Duration = Duration::from_millis(50);
 
 /// How serious a line is; maps to syslog priorities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +58,43 @@ pub fn init(journal: bool) {
     JOURNAL_PREFIX.store(journal, Ordering::Relaxed);
 }
 
-/// Writes one line at `level`. Errors writing to stderr are ignored: there is
-/// nowhere else to report them.
+/// Writes one line at `level` now (after any batched access lines, to keep
+/// the order). Errors writing to stderr are ignored: there is nowhere else
+/// to report them.
 pub fn write(level: Level, args: fmt::Arguments<'_>) {
+    let line = format_line(level, args);
+    let mut pending = lock_pending();
+    pending.extend_from_slice(line.as_bytes());
+    write_out(&mut pending);
+}
+
+/// Adds an access-log line to the batch (see the module doc).
+pub fn access(args: fmt::Arguments<'_>) {
+    let line = format_line(Level::Info, args);
+    let mut pending = lock_pending();
+    let first = pending.is_empty();
+    pending.extend_from_slice(line.as_bytes());
+    if pending.len() >= BATCH_BYTES {
+        write_out(&mut pending);
+    } else if first {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async {
+                    tokio::time::sleep(BATCH_DELAY).await;
+                    flush();
+                });
+            }
+            Err(_) => write_out(&mut pending),
+        }
+    }
+}
+
+/// Writes out batched access lines; called at exit.
+pub fn flush() {
+    write_out(&mut lock_pending());
+}
+
+fn format_line(level: Level, args: fmt::Arguments<'_>) -> String {
     let mut line = String::with_capacity(96);
     if JOURNAL_PREFIX.load(Ordering::Relaxed) {
         line.push_str(&format!("<{}>", level.priority()));
@@ -55,7 +102,21 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     line.push_str(level.label());
     fmt::write(&mut line, args).ok();
     line.push('\n');
-    std::io::stderr().lock().write_all(line.as_bytes()).ok();
+    line
+}
+
+fn lock_pending() -> std::sync::MutexGuard<'static, Vec<u8>> {
+    PENDING.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+fn write_out(pending: &mut Vec<u8>) {
+    if !pending.is_empty() {
+        std::io::stderr().lock().write_all(pending).ok();
+        pending.clear();
+        if pending.capacity() > 4 * BATCH_BYTES {
+            pending.shrink_to(BATCH_BYTES);
+        }
+    }
 }
 
 /// Logs at [`Level::Info`].

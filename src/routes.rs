@@ -100,13 +100,17 @@ pub fn log_access(
     // huge line. hyper has already refused control characters.
     let path: String = path.chars().take(200).collect();
     match error {
-        None => crate::info!("method={method} path={path} status={} ms={ms:.2}", status.as_u16()),
-        Some((label, None)) => {
-            crate::info!("method={method} path={path} status={} ms={ms:.2} error={label}", status.as_u16())
-        }
-        Some((label, Some(detail))) => crate::info!(
+        None => crate::log::access(format_args!(
+            "method={method} path={path} status={} ms={ms:.2}",
+            status.as_u16()
+        )),
+        Some((label, None)) => crate::log::access(format_args!(
+            "method={method} path={path} status={} ms={ms:.2} error={label}",
+            status.as_u16()
+        )),
+        Some((label, Some(detail))) => crate::log::access(format_args!(
             "method={method} path={path} status={} ms={ms:.2} error={label} detail={detail:?}",
             status.as_u16()
-        ),
+        )),
     }
 }

@@ -30,6 +30,12 @@ systemd-run --quiet --unit=fake-yandex -p Type=notify -p RuntimeDirectory=fake-y
     --client-id nspawn-app --client-secret-file /etc/yandex-token/client_secret \
     || fail "the fake Yandex did not start"
 
+# The guest boots the host's enabled services: a web server there would hold
+# the ports the sockets need.
+for unit in nginx apache2 caddy lighttpd; do systemctl stop "$unit.service" 2>/dev/null || true; done
+busy=$(ss -Hltn '( sport = :80 or sport = :443 )' 2>/dev/null || true)
+[ -z "$busy" ] || fail "ports 80/443 are taken in the guest: $busy"
+
 systemctl daemon-reload
 systemctl start yandex-token.socket yandex-token-http.socket || fail "sockets"
 systemctl is-active --quiet yandex-token.service && fail "the service started before any connection"

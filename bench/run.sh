@@ -1,0 +1,204 @@
+#!/bin/sh
+# yandex-token against nginx `return 302`, side by side in one run (issue 5).
+#   bench/run.sh [ROUNDS=3] [SECONDS=10]
+# Builds the release binary, makes a throwaway ECDSA P-256 certificate, and
+# alternates nginx (worker_processes 1) and yandex-token over ROUNDS rounds:
+# server on CPU 0, load generator on CPU 1, TLS 1.3 (X25519) on loopback.
+# Prints one table of medians with the ratios. Needs: nginx, wrk, h2load
+# (apt-get install nginx-light wrk nghttp2-client), python3, taskset.
+set -eu
+rounds=${1:-3}
+seconds=${2:-10}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+for tool in nginx wrk h2load python3 taskset; do
+    command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool" >&2; exit 1; }
+done
+cargo build --release --quiet --bin yandex-token --example flood --example startup --example exchange_latency
+bin=$repo/target/release/yandex-token
+flood=$repo/target/release/examples/flood
+work=$(mktemp -d)
+pids=""
+cleanup() {
+    for pid in $pids; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+ulimit -n "$(ulimit -Hn)"
+
+certs/make-self-signed.sh "$work" localhost 127.0.0.1 >/dev/null
+cert=$work/fullchain.pem
+key=$work/privkey.pem
+echo bench-secret >"$work/secret"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- the two servers -------------------------------------------------------
+nginx_conf() { # port
+    mkdir -p "$work/nginx"
+    cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+    server {
+        listen 127.0.0.1:$1 ssl http2;
+        ssl_certificate $cert;
+        ssl_certificate_key $key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / { return 302 https://oauth.yandex.ru/authorize?response_type=code&client_id=bench; }
+    }
+}
+CONF
+}
+start_nginx() { # port
+    nginx_conf "$1"
+    taskset -c 0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>>"$work/nginx/error.log" &
+    server_pid=$!
+}
+start_yandex_token() { # port [extra args]
+    port=$1; shift
+    taskset -c 0 "$bin" serve --listen "127.0.0.1:$port" --cert "$cert" --key "$key" --client-id bench \
+        --client-secret-file "$work/secret" --token-dir "$work/tokens" "$@" 2>"$work/yt.log" &
+    server_pid=$!
+}
+wait_ready() { # port
+    python3 - "$1" <<'PY'
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+deadline = time.time() + 10
+while time.time() < deadline:
+    try:
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            if s.recv(12):
+                sys.exit(0)
+    except OSError:
+        time.sleep(0.005)
+sys.exit(1)
+PY
+}
+# CPU seconds (user+system) of a process and its children, e.g. nginx's worker.
+cpu_of() {
+    total=0
+    for pid in $1 $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        total=$((total + t))
+    done
+    echo "$total"
+}
+rss_of() { # MiB of the process and its children
+    total=0
+    for pid in $1 $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        kb=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
+        total=$((total + kb))
+    done
+    awk -v kb="$total" 'BEGIN { printf "%.1f", kb / 1024 }'
+}
+hz=$(getconf CLK_TCK)
+
+# Exec to first HTTPS answer, measured by examples/startup.rs (polls every
+# 100 us, verifies the certificate); median of 5.
+startup_ms() { # name port
+    for _ in 1 2 3 4 5; do
+        if [ "$1" = nginx ]; then
+            nginx_conf "$2"
+            "$repo/target/release/examples/startup" "$2" "$cert" -- taskset -c 0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx"
+        else
+            "$repo/target/release/examples/startup" "$2" "$cert" -- taskset -c 0 "$bin" serve --listen "127.0.0.1:$2" \
+                --cert "$cert" --key "$key" --client-id bench --client-secret-file "$work/secret" --token-dir "$work/tokens"
+        fi
+    done | sort -n | sed -n 3p
+}
+
+# --- one round for one server ------------------------------------------------
+run_wrk() { # port extra-header -> "requests seconds"
+    if [ -n "$2" ]; then
+        taskset -c 1 wrk -t1 -c64 -d"${seconds}s" -H "$2" "https://localhost:$1/get_token" >"$work/wrk.txt"
+    else
+        taskset -c 1 wrk -t1 -c64 -d"${seconds}s" "https://localhost:$1/get_token" >"$work/wrk.txt"
+    fi
+    awk '/requests in/ { r = $1 } /Requests\/sec/ { s = $2 } END { print r, s }' "$work/wrk.txt"
+}
+measure() { # name start-function -> appends one line to results
+    name=$1; shift
+    port=$(free_port)
+    startup=$(startup_ms "$name" "$port")
+    "$@" "$port"
+    wait_ready "$port"
+    pids="$pids $server_pid"
+    idle=$(rss_of "$server_pid")
+
+    c0=$(cpu_of "$server_pid")
+    set -- $(run_wrk "$port" "")
+    ka_requests=$1; ka_rps=$2
+    c1=$(cpu_of "$server_pid")
+    ka_us=$(awk -v c="$((c1 - c0))" -v n="$ka_requests" -v hz="$hz" 'BEGIN { printf "%.1f", c / hz * 1e6 / n }')
+    after=$(rss_of "$server_pid")
+
+    c0=$(cpu_of "$server_pid")
+    set -- $(run_wrk "$port" "Connection: close")
+    close_requests=$1; close_rps=$2
+    c1=$(cpu_of "$server_pid")
+    close_us=$(awk -v c="$((c1 - c0))" -v n="$close_requests" -v hz="$hz" 'BEGIN { printf "%.1f", c / hz * 1e6 / n }')
+
+    h2=$(taskset -c 1 h2load -n 50000 -c 32 -m 10 "https://localhost:$port/get_token" 2>/dev/null |
+        awk '/^finished in/ { print $4 }')
+
+    echo "$name $ka_rps $ka_us $close_rps $close_us $idle $after $startup ${h2:-0}" >>"$work/results"
+    kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+}
+
+: >"$work/results"
+for round in $(seq 1 "$rounds"); do
+    echo "round $round/$rounds" >&2
+    measure nginx start_nginx
+    measure yandex-token start_yandex_token
+done
+
+# 10,000 idle TLS connections (handshake done, nothing sent), per server.
+idle_conns() { # name start-function [args] -> "MiB-before MiB-with held"
+    shift
+    port=$(free_port)
+    start=$1; shift
+    "$start" "$port" "$@"
+    wait_ready "$port"
+    before=$(rss_of "$server_pid")
+    taskset -c 1 "$flood" "127.0.0.1:$port" "$cert" 10000 12 idle >"$work/flood.txt"
+    with=$(rss_of "$server_pid")
+    held=$(tail -n 1 "$work/flood.txt" | sed -n 's/.*held=\([0-9]*\).*/\1/p')
+    kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+    echo "$before $with $held"
+}
+set -- $(idle_conns nginx start_nginx); nginx_idle10k="$2 MiB ($3 held)"
+set -- $(idle_conns yt start_yandex_token --max-connections 12000); yt_before=$1; yt_with=$2; yt_held=$3
+per_conn=$(awk -v a="$yt_before" -v b="$yt_with" -v n="$yt_held" 'BEGIN { printf "%d", (b - a) * 1048576 / n }')
+
+size=$(stat -c %s "$bin")
+exchange=$(taskset -c 0 "$repo/target/release/examples/exchange_latency" 2000 | sed -n 's/^added by the exchange at p50: //p')
+python3 - "$work/results" "$rounds" "$seconds" "$size" "$yt_with" "$yt_held" "$per_conn" "$nginx_idle10k" "$exchange" <<'PY'
+import statistics, sys
+path, rounds, seconds, size, yt10k, held, per_conn, nginx10k, exchange = sys.argv[1:]
+rows = {}
+for line in open(path):
+    name, *values = line.split()
+    rows.setdefault(name, []).append([float(v) for v in values])
+med = {name: [statistics.median(col) for col in zip(*vals)] for name, vals in rows.items()}
+n, y = med["nginx"], med["yandex-token"]
+cols = ["keep-alive req/s", "CPU us/req", "new TLS conn/s", "CPU us/conn", "RSS idle MiB",
+        "RSS after keep-alive MiB", "startup to first answer ms", "h2load req/s"]
+print(f"medians of {rounds} interleaved rounds, wrk -t1 -c64 -d{seconds}s, server on CPU 0, load on CPU 1\n")
+print("| measure | nginx `return 302` | yandex-token `GET /get_token` | ratio (yt / nginx) |")
+print("|---|---|---|---|")
+for i, col in enumerate(cols):
+    ratio = y[i] / n[i] if n[i] else float("nan")
+    print(f"| {col} | {n[i]:,.1f} | {y[i]:,.1f} | {ratio:.2f} |")
+print(f"| RSS with 10,000 idle TLS connections | {nginx10k} | {yt10k} MiB ({held} held) | |")
+print(f"\nyandex-token: {per_conn} bytes per idle TLS connection; release binary {int(size) / 1048576:.2f} MiB stripped;")
+print(f"the token exchange adds {exchange} at p50 to a local endpoint that answers at once (examples/exchange_latency.rs)")
+PY
