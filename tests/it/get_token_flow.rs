@@ -187,3 +187,22 @@ async fn a_code_injected_into_another_flow_fails_pkce() {
     assert_eq!(reply.json()["error"], "invalid_grant");
     assert!(!world.server.token_file().exists());
 }
+
+#[tokio::test]
+async fn debug_prints_hold_no_secret_state_or_token() {
+    let world = World::new().await;
+    let mut client = world.client();
+    let start = client.get(world.server.addr, "/get_token").await;
+    let state = query_param(start.location(), "state").unwrap();
+    let debug = format!("{:?}", world.server.app);
+    assert!(!debug.contains(&world.fake.state.secret), "the client secret is in Debug");
+    assert!(!debug.contains(&state), "a state is in Debug");
+    let reply = complete_flow(&mut client, &world.server).await;
+    let token = reply.json()["access_token"].as_str().unwrap().to_owned();
+    assert!(!format!("{:?}", world.server.app).contains(&token));
+    let err = yandex_token::error::AppError::StoreFailed {
+        reason: "disk full".into(),
+        token: yandex_token::secret::Secret::new(serde_json::json!({ "access_token": token.clone() })),
+    };
+    assert!(!format!("{err:?}").contains(&token), "a token is in an error's Debug");
+}
