@@ -43,6 +43,8 @@ pub struct App {
     pub public_host: Option<String>,
     /// Tells systemd about readiness, reloads and shutdown.
     pub notify: Notifier,
+    /// Logins whose tokens are kept; empty means any.
+    pub allow_logins: Vec<String>,
 }
 
 impl App {
@@ -95,6 +97,7 @@ impl App {
             secret_file,
             public_host: config.public_host.clone(),
             notify: Notifier::new(config.notify_socket.clone()),
+            allow_logins: config.allow_logins.clone(),
         })
     }
 
@@ -130,7 +133,8 @@ pub fn oauth_client(config: &Config, secret: Secret<Arc<str>>) -> Result<OAuthCl
         config.redirect_uri.clone(),
         client_tls,
         client_limits(&config.limits),
-    ))
+    )
+    .with_login_url(config.login_url.clone()))
 }
 
 /// The token-endpoint part of the limits.

@@ -61,6 +61,7 @@ pub fn run(invocation: Invocation) -> ExitCode {
         Command::Refresh => refresh(&config),
         Command::Check => return check(&config),
         Command::Show => return show(&config),
+        Command::List => return list(&config),
     };
     crate::log::flush();
     match outcome {
@@ -199,7 +200,8 @@ fn run_demo(config: &Config) -> Result<(), Failure> {
             config.redirect_uri.clone(),
             client_tls,
             app::client_limits(&config.limits),
-        );
+        )
+        .with_login_url(Endpoint::parse(&format!("{oauth_url}info")).expect("the demo URL is valid"));
         let pair = tls::certified_key(vec![cert_der], key_der)
             .map_err(|why| Failure::runtime(StartupError::msg(format!("demo certificate: {why}"))))?;
         let app = App::assemble(
@@ -246,24 +248,29 @@ fn token_store(config: &Config) -> TokenStore {
     TokenStore::new(config.token_dir.clone().unwrap_or_else(|| PathBuf::from("tokens")))
 }
 
-/// `show`: the stored access token alone on stdout; exit 1 when there is none.
+/// `show [--login L]`: the stored access token alone on stdout; exit 1
+/// when there is none.
 fn show(config: &Config) -> ExitCode {
     let store = token_store(config);
-    match store.load() {
+    let path = match &config.login {
+        Some(login) => store.account_path(login),
+        None => store.path(),
+    };
+    match crate::token_store::load_file(&path) {
         Ok(Some(doc)) => match doc.get("access_token").and_then(|t| t.as_str()) {
             Some(token) => {
                 println!("{token}");
                 ExitCode::SUCCESS
             }
             None => {
-                crate::error!("{} has no access_token", store.path().display());
+                crate::error!("{} has no access_token", path.display());
                 ExitCode::FAILURE
             }
         },
         Ok(None) => {
             crate::error!(
                 "no token stored yet ({} does not exist): open https://YOUR-DOMAIN/get_token and click Allow",
-                store.path().display()
+                path.display()
             );
             ExitCode::FAILURE
         }
@@ -272,6 +279,89 @@ fn show(config: &Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Seconds since the Unix epoch.
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// When a stored token expires (`obtained_at + expires_in`), if it says.
+fn expires_at(doc: &serde_json::Map<String, serde_json::Value>) -> Option<u64> {
+    let obtained = doc.get("obtained_at")?.as_u64()?;
+    let lifetime = doc.get("expires_in")?.as_u64()?;
+    obtained.checked_add(lifetime)
+}
+
+/// `YYYY-MM-DD` of a Unix time (UTC), by the civil-from-days algorithm.
+fn date(unix: u64) -> String {
+    let days = (unix / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The accounts `list` and `refresh --all` act on: every `accounts/*.json`,
+/// or `token.json` alone when no account has a file (its login unknown).
+fn stored_tokens(store: &TokenStore) -> Result<Vec<(String, PathBuf)>, Failure> {
+    let accounts = store.accounts().map_err(|err| Failure::runtime(StartupError::msg(err.to_string())))?;
+    if accounts.is_empty() && store.path().exists() {
+        return Ok(vec![("(token.json)".to_owned(), store.path())]);
+    }
+    Ok(accounts.into_iter().map(|(login, _)| (login.clone(), store.account_path(&login))).collect())
+}
+
+/// `list [--json]`: one line per stored account.
+fn list(config: &Config) -> ExitCode {
+    let store = token_store(config);
+    let targets = match stored_tokens(&store) {
+        Ok(targets) => targets,
+        Err(failure) => {
+            crate::error!("{}", failure.error);
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = now_unix();
+    let mut rows = Vec::new();
+    for (login, path) in targets {
+        let doc = match crate::token_store::load_file(&path) {
+            Ok(Some(doc)) => doc,
+            Ok(None) => continue,
+            Err(err) => {
+                crate::error!("{err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let obtained = doc.get("obtained_at").and_then(|v| v.as_u64());
+        let expires = expires_at(&doc);
+        let days_left = expires.map(|at| (at as i64 - now as i64).div_euclid(86_400));
+        rows.push((login, obtained, expires, days_left));
+    }
+    if config.json {
+        let json: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(login, obtained, expires, days)| {
+                serde_json::json!({ "login": login, "obtained_at": obtained, "expires_at": expires, "days_left": days })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(json));
+    } else {
+        if rows.is_empty() {
+            crate::info!("no tokens stored in {} yet", store.dir().display());
+        }
+        for (login, obtained, expires, days) in rows {
+            let show = |t: Option<u64>| t.map_or_else(|| "unknown".to_owned(), date);
+            let days = days.map_or_else(|| "unknown".to_owned(), |d| d.to_string());
+            println!("{login}\tobtained {}\texpires {}\t{days} days left", show(obtained), show(expires));
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// `check`: every file and value the server needs, each reported; exit 1
@@ -327,21 +417,24 @@ fn check(config: &Config) -> ExitCode {
     }
 }
 
-/// `refresh`: trade the stored refresh token for a new token and store it;
-/// the old file stays until the new one is safely written.
+/// `refresh [--login L | --all] [--if-expires-within DAYS]`: trades each
+/// stored refresh token for a new token. A file is replaced only once the
+/// new token is safely written; token.json follows the account it holds.
 fn refresh(config: &Config) -> Result<(), Failure> {
     let store = token_store(config);
-    let doc = store.load().map_err(|err| Failure::runtime(StartupError::msg(err.to_string())))?.ok_or_else(
-        || {
-            Failure::runtime(StartupError::msg(format!(
-                "no token stored yet ({} does not exist): run the browser flow at /get_token first",
-                store.path().display()
-            )))
-        },
-    )?;
-    let refresh_token = doc.get("refresh_token").and_then(|t| t.as_str()).ok_or_else(|| {
-        Failure::runtime(StartupError::msg(format!("{} has no refresh_token", store.path().display())))
-    })?;
+    let targets = if config.all {
+        stored_tokens(&store)?
+    } else if let Some(login) = &config.login {
+        vec![(login.clone(), store.account_path(login))]
+    } else {
+        vec![("(token.json)".to_owned(), store.path())]
+    };
+    if targets.is_empty() {
+        return Err(Failure::runtime(StartupError::msg(format!(
+            "no tokens stored in {} yet: run the browser flow at /get_token first",
+            store.dir().display()
+        ))));
+    }
     let secret_file = config.client_secret_file.as_deref().ok_or_else(|| {
         Failure::config(StartupError::msg(
             "no client secret: pass --client-secret-file (or YANDEX_TOKEN_CLIENT_SECRET_FILE)",
@@ -349,25 +442,97 @@ fn refresh(config: &Config) -> Result<(), Failure> {
     })?;
     let oauth = app::oauth_client(config, app::read_secret(secret_file).map_err(Failure::config)?)
         .map_err(Failure::config)?;
-    let token = runtime()?.block_on(oauth.refresh(refresh_token)).map_err(|err| {
+    let runtime = runtime()?;
+    let mut failed = 0;
+    for (label, path) in targets {
+        match refresh_one(&store, &oauth, &runtime, config, &path) {
+            Ok(Some(days)) => crate::info!("{label}: refreshed, expires in {days} days"),
+            Ok(None) => crate::info!("{label}: not due (expires later than --if-expires-within)"),
+            Err(err) => {
+                failed += 1;
+                crate::error!("{label}: {err}");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::runtime(StartupError::msg(format!("{failed} token(s) could not be refreshed"))));
+    }
+    Ok(())
+}
+
+/// Refreshes the token in `path`; `Ok(None)` when the expiry filter skips it.
+fn refresh_one(
+    store: &TokenStore,
+    oauth: &OAuthClient,
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    path: &std::path::Path,
+) -> Result<Option<i64>, String> {
+    let doc = crate::token_store::load_file(path)
+        .map_err(|err| err.to_string())?
+        .ok_or_else(|| format!("{} does not exist", path.display()))?;
+    if let (Some(window), Some(expires)) = (config.if_expires_within, expires_at(&doc)) {
+        if expires > now_unix() + window {
+            return Ok(None);
+        }
+    }
+    let refresh_token = doc
+        .get("refresh_token")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| format!("{} has no refresh_token", path.display()))?;
+    let token = runtime.block_on(oauth.refresh(refresh_token)).map_err(|err| {
         let hint = match &err {
             OAuthError::Rejected { error, .. } if error == "invalid_grant" => {
                 ": the refresh token is revoked or expired; run the browser flow at /get_token again"
             }
             _ => "",
         };
-        Failure::runtime(StartupError::msg(format!("refresh failed: {err}{hint}")))
+        format!("refresh failed: {err}{hint}")
     })?;
     let mut new_doc = TokenStore::document(token);
-    // Providers may omit a new refresh token; keep using the old one then.
     if let Some(map) = new_doc.as_object_mut() {
+        // Providers may omit a new refresh token; keep using the old one then.
         if !map.contains_key("refresh_token") {
             map.insert("refresh_token".into(), refresh_token.into());
         }
+        for field in ["login", "id"] {
+            if let Some(value) = doc.get(field) {
+                map.insert(field.into(), value.clone());
+            }
+        }
     }
-    store.save(&new_doc).map_err(|err| {
-        Failure::runtime(StartupError::with(format!("cannot write {}", store.path().display()), err))
-    })?;
-    crate::info!("refreshed: new token stored in {}", store.path().display());
-    Ok(())
+    let login = doc.get("login").and_then(|l| l.as_str()).filter(|l| crate::config::valid_login(l));
+    let write_error =
+        |err: std::io::Error| format!("the new token could not be written ({err}); the old file is intact");
+    match login {
+        Some(login) if path != store.path() => {
+            store.save_account(login, &new_doc).map_err(write_error)?;
+            // token.json is the most recent token: update it if it is this account's.
+            let current = store.load().ok().flatten();
+            if current.as_ref().and_then(|c| c.get("login")).and_then(|l| l.as_str()) == Some(login) {
+                store.save(&new_doc).map_err(write_error)?;
+            }
+        }
+        Some(login) => {
+            store.save_account(login, &new_doc).map_err(write_error)?;
+            store.save(&new_doc).map_err(write_error)?;
+        }
+        None => store.save(&new_doc).map_err(write_error)?,
+    }
+    Ok(Some(
+        expires_at(new_doc.as_object().expect("a document is an object"))
+            .map_or(0, |at| (at as i64 - now_unix() as i64).div_euclid(86_400)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::date;
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(date(1_795_553_595), "2026-11-24");
+    }
 }

@@ -28,6 +28,8 @@ pub enum Command {
     Check,
     /// Run the whole flow locally against a built-in stand-in for Yandex.
     Demo,
+    /// List the stored accounts.
+    List,
 }
 
 impl Command {
@@ -38,6 +40,7 @@ impl Command {
             "show" => Command::Show,
             "check" => Command::Check,
             "demo" => Command::Demo,
+            "list" => Command::List,
             _ => return None,
         })
     }
@@ -138,6 +141,48 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "where token.json is written",
     },
     OptionSpec {
+        flag: "login-url",
+        env: "YANDEX_TOKEN_LOGIN_URL",
+        value: "URL",
+        default: "https://login.yandex.ru/info",
+        help: "Yandex ID endpoint that says whose token it is (?format=json is added)",
+    },
+    OptionSpec {
+        flag: "allow-login",
+        env: "YANDEX_TOKEN_ALLOW_LOGINS",
+        value: "LOGIN",
+        default: "none: any account (env: comma-separated; the flag repeats)",
+        help: "store tokens only for these Yandex logins; others are revoked and refused",
+    },
+    OptionSpec {
+        flag: "login",
+        env: "YANDEX_TOKEN_LOGIN",
+        value: "LOGIN",
+        default: "none: token.json, the most recent token",
+        help: "refresh, show: the account to act on",
+    },
+    OptionSpec {
+        flag: "all",
+        env: "YANDEX_TOKEN_REFRESH_ALL",
+        value: "",
+        default: "off",
+        help: "refresh: every stored account",
+    },
+    OptionSpec {
+        flag: "if-expires-within",
+        env: "YANDEX_TOKEN_IF_EXPIRES_WITHIN",
+        value: "DAYS",
+        default: "none: refresh regardless",
+        help: "refresh: only tokens that expire within DAYS days",
+    },
+    OptionSpec {
+        flag: "json",
+        env: "YANDEX_TOKEN_JSON",
+        value: "",
+        default: "off",
+        help: "list: JSON instead of lines",
+    },
+    OptionSpec {
         flag: "max-connections",
         env: "YANDEX_TOKEN_MAX_CONNECTIONS",
         value: "N",
@@ -208,6 +253,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "time in-flight requests get to finish on SIGTERM",
     },
 ];
+
+/// Options that may be given more than once.
+const REPEATABLE: &[&str] = &["allow-login"];
 
 /// Limits on what peers can make the server hold or wait for. Each has a
 /// default fit for a single-user service on a small machine.
@@ -291,6 +339,18 @@ pub struct Config {
     pub token_dir: Option<PathBuf>,
     /// Resource limits and timeouts.
     pub limits: Limits,
+    /// The Yandex ID endpoint that names a token's account.
+    pub login_url: Endpoint,
+    /// Logins whose tokens may be stored; empty means any.
+    pub allow_logins: Vec<String>,
+    /// `refresh`/`show`: the account; `None` means token.json.
+    pub login: Option<String>,
+    /// `refresh --all`.
+    pub all: bool,
+    /// `refresh --if-expires-within DAYS`, in seconds.
+    pub if_expires_within: Option<u64>,
+    /// `list --json`.
+    pub json: bool,
     /// Pins the host of the plain-HTTP redirect instead of trusting `Host`.
     pub public_host: Option<String>,
     /// Sockets passed by systemd, if any (`LISTEN_*`).
@@ -352,15 +412,24 @@ where
                 .iter()
                 .position(|spec| spec.flag == name)
                 .ok_or_else(|| ConfigError(format!("unknown option '--{name}'")))?;
+            let switch = OPTIONS[index].value.is_empty();
             let value = match inline {
                 Some(value) => value,
+                None if switch => "1".to_owned(),
                 None => args
                     .next()
                     .and_then(|v| v.into_string().ok())
                     .ok_or_else(|| ConfigError(format!("option '--{name}' needs a value")))?,
             };
-            if flags[index].replace(value).is_some() {
-                return Err(ConfigError(format!("option '--{name}' is given more than once")));
+            match flags[index].as_mut() {
+                // Repeatable options collect their values, comma-separated
+                // like their environment variable.
+                Some(values) if REPEATABLE.contains(&name) => {
+                    values.push(',');
+                    values.push_str(&value);
+                }
+                Some(_) => return Err(ConfigError(format!("option '--{name}' is given more than once"))),
+                None => flags[index] = Some(value),
             }
         } else if arg.starts_with('-') && arg != "-" {
             return Err(ConfigError(format!("unknown option '{arg}'")));
@@ -434,6 +503,42 @@ fn build(
             }
         })
         .transpose()?;
+    let login_url = match raw("login-url") {
+        Some((source, value)) => {
+            Endpoint::parse(&value).map_err(|why| ConfigError(format!("{source}: {value:?} {why}")))?
+        }
+        None => Endpoint::parse("https://login.yandex.ru/info").expect("the default URL parses"),
+    };
+    let allow_logins = match raw("allow-login") {
+        Some((source, value)) => value
+            .split(',')
+            .map(str::trim)
+            .filter(|login| !login.is_empty())
+            .map(|login| {
+                valid_login(login)
+                    .then(|| login.to_ascii_lowercase())
+                    .ok_or_else(|| ConfigError(format!("{source}: {login:?} is not a Yandex login")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let login = raw("login")
+        .map(|(source, value)| {
+            valid_login(&value)
+                .then(|| value.to_ascii_lowercase())
+                .ok_or_else(|| ConfigError(format!("{source}: {value:?} is not a Yandex login")))
+        })
+        .transpose()?;
+    let if_expires_within = raw("if-expires-within")
+        .map(|(source, value)| {
+            value
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .and_then(|days| days.checked_mul(86_400))
+                .ok_or_else(|| ConfigError(format!("{source}: {value:?} is not a number of days")))
+        })
+        .transpose()?;
     let public_host = raw("public-host")
         .map(|(source, value)| match crate::server::host_without_port(&value) {
             Some(host) if host == value => Ok(value),
@@ -464,6 +569,12 @@ fn build(
         ca_file: raw("ca-file").map(|(_, value)| PathBuf::from(value)),
         token_dir,
         limits: parse_limits(&raw)?,
+        login_url,
+        allow_logins,
+        login,
+        all: switch(raw("all"))?,
+        if_expires_within,
+        json: switch(raw("json"))?,
         public_host,
         activation: Activation::from_env(&env).map_err(ConfigError)?,
         notify_socket: env("NOTIFY_SOCKET"),
@@ -539,6 +650,27 @@ pub fn parse_size(text: &str) -> Option<usize> {
     number.checked_mul(factor)
 }
 
+/// Whether `login` looks like a Yandex login: letters, digits, `.` and
+/// `-`, not starting with a dot. It also becomes a file name, so nothing else.
+pub fn valid_login(login: &str) -> bool {
+    !login.is_empty()
+        && login.len() <= 64
+        && !login.starts_with('.')
+        && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+}
+
+/// A switch's value: given as a flag, or `1`/`true`/`yes` (`0`/`false`/`no`) in the environment.
+fn switch(raw: Option<(String, String)>) -> Result<bool, ConfigError> {
+    match raw {
+        None => Ok(false),
+        Some((source, value)) => match value.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError(format!("{source}: {value:?} is not 1/0, true/false or yes/no"))),
+        },
+    }
+}
+
 fn parse_addr(source: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {
         ConfigError(format!(
@@ -569,11 +701,12 @@ pub fn help_text() -> String {
         "  refresh   trade the stored refresh_token for a new token\n",
         "  show      print the stored access_token alone; exit 1 when there is none\n",
         "  check     validate the configuration and exit 0 or 1\n",
-        "  demo      run the whole flow on https://localhost:8443 against a built-in stand-in for Yandex\n\n",
+        "  demo      run the whole flow on https://localhost:8443 against a built-in stand-in for Yandex\n",
+        "  list      one line per stored account: login, obtained, expires, days left\n\n",
         "Options (each also read from its environment variable):\n",
     ));
     for spec in OPTIONS {
-        let flag = format!("--{} {}", spec.flag, spec.value);
+        let flag = format!("--{} {}", spec.flag, spec.value).trim_end().to_owned();
         out.push_str(&format!("  {flag:<28} {}\n", spec.help));
         out.push_str(&format!("  {:<28} env {}; default: {}\n", "", spec.env, spec.default));
     }
@@ -687,6 +820,25 @@ mod tests {
             let err = parse_with(&[flag, bad], &[]).unwrap_err();
             assert!(err.0.contains(flag) && err.0.contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn accounts_options_parse() {
+        let config = parse_with(
+            &["refresh", "--allow-login", "Alice", "--allow-login=bob", "--all", "--if-expires-within", "30"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.command, Command::Refresh);
+        assert_eq!(config.allow_logins, vec!["alice".to_owned(), "bob".to_owned()]);
+        assert!(config.all && !config.json);
+        assert_eq!(config.if_expires_within, Some(30 * 86_400));
+        let config =
+            parse_with(&["list"], &[("YANDEX_TOKEN_ALLOW_LOGINS", "a, b"), ("YANDEX_TOKEN_JSON", "yes")])
+                .unwrap();
+        assert_eq!((config.command, config.allow_logins.len(), config.json), (Command::List, 2, true));
+        assert!(parse_with(&["--login", "../etc"], &[]).unwrap_err().0.contains("../etc"));
+        assert!(parse_with(&["--listen", "1", "--listen", "2"], &[]).is_err(), "only some options repeat");
     }
 
     #[test]

@@ -61,6 +61,8 @@ impl Provider {
             (&Method::GET, "authorize") => self.authorize(request.uri().query().unwrap_or("")),
             (&Method::GET, "decide") => self.decide(request.uri().query().unwrap_or("")),
             (&Method::POST, "token") => Ok(self.token(request).await),
+            (&Method::GET, "info") => Ok(info(&request)),
+            (&Method::POST, "revoke_token") => Ok(json_response(StatusCode::OK, &json!({}))),
             (_, "authorize" | "decide") => Err(AppError::MethodNotAllowed("GET")),
             (_, "token") => Err(AppError::MethodNotAllowed("POST")),
             _ => Err(AppError::NotFound),
@@ -209,6 +211,20 @@ impl Provider {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid code_verifier");
         }
         issue_token()
+    }
+}
+
+/// Yandex ID's `/info` for demo tokens: every one belongs to `demo-user`.
+fn info(request: &Request<Incoming>) -> Response<Body> {
+    let authorized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.starts_with("OAuth demo-"));
+    if authorized {
+        json_response(StatusCode::OK, &json!({ "login": "demo-user", "id": "1000001" }))
+    } else {
+        json_response(StatusCode::UNAUTHORIZED, &json!({ "error": "unauthorized" }))
     }
 }
 

@@ -37,6 +37,9 @@ pub enum AppError {
         /// The token document that could not be written.
         token: Secret<serde_json::Value>,
     },
+    /// The token belongs to a Yandex account not on `--allow-login`; it
+    /// was revoked and not stored.
+    LoginNotAllowed(String),
     /// No route for this path.
     NotFound,
     /// The path exists but not for this method; the value is `Allow`.
@@ -52,6 +55,7 @@ impl AppError {
             AppError::Denied { .. } => StatusCode::BAD_REQUEST,
             AppError::Upstream(err) => err.status(),
             AppError::StoreFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::LoginNotAllowed(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -75,6 +79,10 @@ impl AppError {
                     "token": token.expose(),
                 });
             }
+            AppError::LoginNotAllowed(login) => (
+                "login_not_allowed",
+                format!("tokens of the Yandex account '{login}' are not kept here; the token was revoked"),
+            ),
             AppError::NotFound => ("not_found", "no such path".to_owned()),
             AppError::MethodNotAllowed(allow) => ("method_not_allowed", format!("this path allows {allow}")),
         };
@@ -89,6 +97,7 @@ impl AppError {
             AppError::Denied { .. } => "denied",
             AppError::Upstream(err) => err.kind(),
             AppError::StoreFailed { .. } => "store_failed",
+            AppError::LoginNotAllowed(_) => "login_not_allowed",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed(_) => "method_not_allowed",
         }

@@ -115,16 +115,65 @@ async fn finish(
         .exchange_code(&Secret::new(code.to_owned()), &verifier)
         .await
         .map_err(AppError::Upstream)?;
-    let doc = TokenStore::document(token);
+    let account = app.oauth.lookup_account(token.access_token()).await;
+    if !app.allow_logins.is_empty() {
+        match &account {
+            Ok(account) if !app.allow_logins.contains(&account.login) => {
+                if let Err(err) = app.oauth.revoke(token.access_token()).await {
+                    crate::warn!("a token of an account not on --allow-login could not be revoked: {err}");
+                }
+                return Err(AppError::LoginNotAllowed(account.login.clone()));
+            }
+            Ok(_) => {}
+            // Without a name the allow-list cannot be checked: keep nothing,
+            // but hand the token over rather than throw it away.
+            Err(err) => {
+                return Err(AppError::StoreFailed {
+                    reason: format!("whose token this is could not be checked against --allow-login: {err}"),
+                    token: Secret::new(TokenStore::document(token)),
+                });
+            }
+        }
+    }
+    let mut doc = TokenStore::document(token);
+    let login = match &account {
+        Ok(account) => {
+            doc["login"] = account.login.clone().into();
+            if let Some(id) = &account.id {
+                doc["id"] = id.clone().into();
+            }
+            Some(account.login.clone())
+        }
+        Err(_) => {
+            doc["login"] = serde_json::Value::Null;
+            None
+        }
+    };
     let store = app.store.clone();
     let saved = {
         let doc = doc.clone();
-        tokio::task::spawn_blocking(move || store.save(&doc)).await
+        tokio::task::spawn_blocking(move || {
+            if let Some(login) = &login {
+                store.save_account(login, &doc)?;
+            }
+            store.save(&doc)
+        })
+        .await
     };
     match saved {
-        Ok(Ok(())) => Ok(json_response(StatusCode::OK, &doc)),
+        Ok(Ok(())) => {
+            if let Err(err) = &account {
+                crate::warn!(
+                    "the account of a new token could not be looked up ({err}); stored as token.json only"
+                );
+                doc["warning"] =
+                    "the Yandex account could not be looked up: the token is stored as token.json only"
+                        .into();
+            }
+            Ok(json_response(StatusCode::OK, &doc))
+        }
         Ok(Err(err)) => Err(AppError::StoreFailed {
-            reason: format!("writing {} failed: {err}", app.store.path().display()),
+            reason: format!("writing into {} failed: {err}", app.store.dir().display()),
             token: Secret::new(doc),
         }),
         Err(_) => {

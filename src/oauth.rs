@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
@@ -111,6 +111,11 @@ impl Token {
         }
     }
 
+    /// The access token itself.
+    pub fn access_token(&self) -> &str {
+        self.0.get("access_token").and_then(Value::as_str).unwrap_or("")
+    }
+
     /// The fields, for storing.
     pub fn into_map(self) -> Map<String, Value> {
         self.0
@@ -121,6 +126,15 @@ impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Token").field("fields", &self.0.keys().collect::<Vec<_>>()).finish()
     }
+}
+
+/// Whose a token is, as Yandex ID says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The Yandex login, lower-cased; safe as a file name.
+    pub login: String,
+    /// The numeric account id, when given.
+    pub id: Option<String>,
 }
 
 /// Why the token endpoint did not give us a token.
@@ -213,6 +227,8 @@ pub struct OAuthClient {
     secret: RwLock<Secret<Arc<str>>>,
     authorize_url: String,
     token: Endpoint,
+    revoke: Endpoint,
+    login: Option<Endpoint>,
     redirect_uri: Option<String>,
     connector: TlsConnector,
     limits: ClientLimits,
@@ -238,14 +254,68 @@ impl OAuthClient {
         tls: Arc<rustls::ClientConfig>,
         limits: ClientLimits,
     ) -> OAuthClient {
+        let revoke = Endpoint {
+            path: format!("{}revoke_token", token.path.trim_end_matches("token")),
+            ..token.clone()
+        };
         OAuthClient {
             client_id,
             secret: RwLock::new(secret),
             authorize_url: format!("{oauth_url}authorize"),
+            revoke,
+            login: None,
             token,
             redirect_uri,
             connector: TlsConnector::from(tls),
             limits,
+        }
+    }
+
+    /// Names the Yandex ID endpoint that says whose a token is.
+    pub fn with_login_url(mut self, login: Endpoint) -> OAuthClient {
+        self.login = Some(login);
+        self
+    }
+
+    /// Asks Yandex ID whose token this is (`GET /info?format=json` with
+    /// `Authorization: OAuth <token>`).
+    pub async fn lookup_account(&self, access_token: &str) -> Result<Account, OAuthError> {
+        let endpoint = self.login.as_ref().ok_or_else(|| OAuthError::Unreachable("no login URL".into()))?;
+        let target = format!("{}?format=json", endpoint.path);
+        let request = Request::get(target)
+            .header(AUTHORIZATION, format!("OAuth {access_token}"))
+            .body(Full::new(Bytes::new()));
+        let (status, body) =
+            with_timeout(self.limits.total_timeout, "total", self.send(endpoint, request)).await??;
+        if !status.is_success() {
+            return Err(OAuthError::BadResponse(format!("HTTP {} from the login endpoint", status.as_u16())));
+        }
+        let json: Value = serde_json::from_slice(&body)
+            .map_err(|_| OAuthError::BadResponse("the login endpoint's answer is not JSON".into()))?;
+        let login = json.get("login").and_then(Value::as_str).map(str::to_ascii_lowercase);
+        match login {
+            Some(login) if crate::config::valid_login(&login) => Ok(Account {
+                login,
+                id: json.get("id").map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned)),
+            }),
+            _ => Err(OAuthError::BadResponse("the login endpoint named no usable login".into())),
+        }
+    }
+
+    /// Revokes a token at the provider (`POST {oauth}revoke_token`).
+    pub async fn revoke(&self, access_token: &str) -> Result<(), OAuthError> {
+        let secret = self.secret();
+        let form = form_encode(&[
+            ("access_token", access_token),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", secret.expose()),
+        ]);
+        let (status, _) =
+            with_timeout(self.limits.total_timeout, "total", self.post_form(&self.revoke, form)).await??;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(OAuthError::BadResponse(format!("HTTP {} from revoke_token", status.as_u16())))
         }
     }
 
@@ -310,13 +380,37 @@ impl OAuthClient {
     }
 
     async fn request_token(&self, form: String) -> Result<Token, OAuthError> {
-        let (status, body) = with_timeout(self.limits.total_timeout, "total", self.post_form(form)).await??;
+        let (status, body) =
+            with_timeout(self.limits.total_timeout, "total", self.post_form(&self.token, form)).await??;
         classify(status, &body)
     }
 
-    /// One POST on a fresh connection: TCP (connect timeout), TLS, HTTP/1.1.
-    async fn post_form(&self, form: String) -> Result<(StatusCode, Bytes), OAuthError> {
-        let endpoint = &self.token;
+    /// One form POST on a fresh connection.
+    async fn post_form(&self, endpoint: &Endpoint, form: String) -> Result<(StatusCode, Bytes), OAuthError> {
+        let request = Request::post(&endpoint.path)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form)));
+        self.send(endpoint, request).await
+    }
+
+    /// One request on a fresh connection: TCP (connect timeout), TLS, HTTP/1.1.
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        request: Result<Request<Full<Bytes>>, hyper::http::Error>,
+    ) -> Result<(StatusCode, Bytes), OAuthError> {
+        let mut request =
+            request.map_err(|err| OAuthError::Unreachable(format!("building the request: {err}")))?;
+        let headers = request.headers_mut();
+        headers.insert(
+            HOST,
+            endpoint.authority.parse().map_err(|_| OAuthError::Unreachable("bad host".into()))?,
+        );
+        headers.insert(ACCEPT, hyper::header::HeaderValue::from_static("application/json"));
+        headers.insert(
+            USER_AGENT,
+            hyper::header::HeaderValue::from_static(concat!("yandex-token/", env!("CARGO_PKG_VERSION"))),
+        );
         let tcp = with_timeout(
             self.limits.connect_timeout,
             "connect",
@@ -338,13 +432,6 @@ impl OAuthClient {
         let _connection = AbortOnDrop(tokio::spawn(async move {
             connection.await.ok();
         }));
-        let request = Request::post(&endpoint.path)
-            .header(HOST, &endpoint.authority)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "application/json")
-            .header(USER_AGENT, concat!("yandex-token/", env!("CARGO_PKG_VERSION")))
-            .body(Full::new(Bytes::from(form)))
-            .map_err(|err| OAuthError::Unreachable(format!("building the request: {err}")))?;
         let response = sender.send_request(request).await.map_err(|err| {
             OAuthError::Unreachable(format!("request to {} failed: {err}", endpoint.authority))
         })?;

@@ -14,6 +14,11 @@ use crate::oauth::Token;
 
 /// The file name of the stored token inside the token directory.
 pub const TOKEN_FILE: &str = "token.json";
+/// The directory, inside the token directory, of per-account tokens.
+pub const ACCOUNTS_DIR: &str = "accounts";
+
+/// A stored token document: the provider's fields plus ours.
+pub type TokenDoc = Map<String, Value>;
 
 /// The token directory.
 #[derive(Debug, Clone)]
@@ -80,9 +85,56 @@ impl TokenStore {
         save_atomic(&self.dir, TOKEN_FILE, &bytes)
     }
 
+    /// The path of an account's token file.
+    pub fn account_path(&self, login: &str) -> PathBuf {
+        self.dir.join(ACCOUNTS_DIR).join(format!("{login}.json"))
+    }
+
+    /// Stores `doc` as `accounts/<login>.json` (0600, atomic, directory 0700).
+    /// `login` must have passed [`crate::config::valid_login`].
+    pub fn save_account(&self, login: &str, doc: &Value) -> io::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(doc).expect("a JSON value serialises");
+        bytes.push(b'\n');
+        self.ensure_dir()?;
+        let accounts = self.dir.join(ACCOUNTS_DIR);
+        if !accounts.is_dir() {
+            DirBuilder::new().mode(0o700).create(&accounts)?;
+        }
+        save_atomic(&accounts, &format!("{login}.json"), &bytes)
+    }
+
+    /// Every stored account, sorted by login.
+    pub fn accounts(&self) -> Result<Vec<(String, TokenDoc)>, LoadError> {
+        let dir = self.dir.join(ACCOUNTS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(LoadError::Io(dir, err)),
+        };
+        let mut accounts = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(login) = name.strip_suffix(".json") else { continue };
+            if crate::config::valid_login(login) {
+                if let Some(doc) = load_file(&entry.path())? {
+                    accounts.push((login.to_owned(), doc));
+                }
+            }
+        }
+        accounts.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(accounts)
+    }
+
     /// Reads `token.json`; `Ok(None)` when there is none yet.
     pub fn load(&self) -> Result<Option<Map<String, Value>>, LoadError> {
-        let path = self.path();
+        load_file(&self.path())
+    }
+}
+
+/// Reads a token document; `Ok(None)` when the file does not exist.
+pub fn load_file(path: &Path) -> Result<Option<Map<String, Value>>, LoadError> {
+    {
+        let path = path.to_owned();
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -93,7 +145,9 @@ impl TokenStore {
             _ => Err(LoadError::Corrupt(path)),
         }
     }
+}
 
+impl TokenStore {
     /// Puts the directory (0700) and `token.json` (0600) back to private
     /// modes if someone loosened them, and removes temp files a crash left
     /// behind. Returns what it fixed, for the log; never the contents.

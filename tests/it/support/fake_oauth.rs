@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,18 @@ pub struct FakeState {
     pub token_request_seen: tokio::sync::Notify,
     pub issued_codes: Mutex<Vec<String>>,
     pub issued_tokens: Mutex<Vec<String>>,
+    /// The Yandex login the next tokens belong to.
+    pub login: Mutex<String>,
+    /// `/info` answers 500 when set.
+    pub info_fails: AtomicBool,
+    /// `expires_in` of new tokens.
+    pub expires_in: AtomicU64,
+    /// Tokens revoked through `revoke_token`.
+    pub revoked: Mutex<Vec<String>>,
+    /// Access token -> login, for `/info`.
+    owners: Mutex<HashMap<String, String>>,
+    /// Live refresh tokens -> login; each works once, as a strict server's.
+    refresh_tokens: Mutex<HashMap<String, String>>,
     grants: Mutex<HashMap<String, Grant>>,
 }
 
@@ -81,6 +93,12 @@ impl FakeOAuth {
             token_request_seen: tokio::sync::Notify::new(),
             issued_codes: Mutex::new(Vec::new()),
             issued_tokens: Mutex::new(Vec::new()),
+            login: Mutex::new("test-user".to_owned()),
+            info_fails: AtomicBool::new(false),
+            expires_in: AtomicU64::new(31_536_000),
+            revoked: Mutex::new(Vec::new()),
+            owners: Mutex::new(HashMap::new()),
+            refresh_tokens: Mutex::new(HashMap::new()),
             grants: Mutex::new(HashMap::new()),
         });
         let pair = yandex_token::tls::load_pair(&pki.cert, &pki.key).unwrap();
@@ -146,6 +164,8 @@ async fn handle(request: Request<Incoming>, state: &FakeState) -> Response<Full<
             state.token_request_seen.notify_one();
             token(request, state).await
         }
+        ("GET", "/info") => info(&request, state),
+        ("POST", "/revoke_token") => revoke(request, state).await,
         _ => oauth_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
 }
@@ -224,8 +244,16 @@ async fn token(request: Request<Incoming>, state: &FakeState) -> Response<Full<B
     {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client not found");
     }
-    if field("grant_type") != Some("authorization_code") {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant type");
+    match field("grant_type") {
+        Some("authorization_code") => {}
+        Some("refresh_token") => {
+            let owner = field("refresh_token").and_then(|t| state.refresh_tokens.lock().unwrap().remove(t));
+            return match owner {
+                Some(login) => issue(state, &login),
+                None => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid refresh token"),
+            };
+        }
+        _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant type"),
     }
     let ttl = *state.code_ttl.lock().unwrap();
     let mut grants = state.grants.lock().unwrap();
@@ -242,17 +270,60 @@ async fn token(request: Request<Incoming>, state: &FakeState) -> Response<Full<B
     if base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()) != grant.challenge {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid code_verifier");
     }
+    let login = state.login.lock().unwrap().clone();
+    drop(grants);
+    issue(state, &login)
+}
+
+/// A new token pair for `login`, recorded for `/info` and refresh.
+fn issue(state: &FakeState, login: &str) -> Response<Full<Bytes>> {
     let access = format!("y0_AgAAAA{:016x}", rand_u64());
+    let refresh = format!("1:refresh:{:016x}", rand_u64());
     state.issued_tokens.lock().unwrap().push(access.clone());
+    state.owners.lock().unwrap().insert(access.clone(), login.to_owned());
+    state.refresh_tokens.lock().unwrap().insert(refresh.clone(), login.to_owned());
     json_reply(
         StatusCode::OK,
         json!({
             "token_type": "bearer",
             "access_token": access,
-            "expires_in": 31_536_000,
-            "refresh_token": format!("1:refresh:{:016x}", rand_u64()),
+            "expires_in": state.expires_in.load(Ordering::SeqCst),
+            "refresh_token": refresh,
         }),
     )
+}
+
+/// Yandex ID's `/info?format=json`: whose token this is.
+fn info(request: &Request<Incoming>, state: &FakeState) -> Response<Full<Bytes>> {
+    if state.info_fails.load(Ordering::SeqCst) {
+        return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "down");
+    }
+    let token = request
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("OAuth "))
+        .unwrap_or("");
+    match state.owners.lock().unwrap().get(token) {
+        Some(login) => json_reply(
+            StatusCode::OK,
+            json!({"login": login, "id": "1130000000000001", "client_id": state.client_id}),
+        ),
+        None => oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", "bad token"),
+    }
+}
+
+/// `revoke_token`: checks the client and forgets the token.
+async fn revoke(request: Request<Incoming>, state: &FakeState) -> Response<Full<Bytes>> {
+    let body = request.into_body().collect().await.unwrap().to_bytes();
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    if form.get("client_id") != Some(&state.client_id) || form.get("client_secret") != Some(&state.secret) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client not found");
+    }
+    let token = form.get("access_token").cloned().unwrap_or_default();
+    state.owners.lock().unwrap().remove(&token);
+    state.revoked.lock().unwrap().push(token);
+    json_reply(StatusCode::OK, json!({}))
 }
 
 fn rand_u64() -> u64 {

@@ -43,6 +43,8 @@ pub fn flags_for(pki: &TestPki, oauth_url: &str, secret: &str, dir: &std::path::
         pki.ca_pem.display().to_string(),
         "--token-dir".into(),
         dir.join("tokens").display().to_string(),
+        "--login-url".into(),
+        format!("{oauth_url}info"),
     ]
 }
 
