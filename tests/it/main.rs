@@ -3,6 +3,7 @@
 
 mod support;
 
+mod accounts;
 mod cli;
 mod e2e_curl;
 mod get_token_flow;

@@ -22,6 +22,7 @@ YANDEX_TOKEN_CLIENT_ID=nspawn-app
 YANDEX_TOKEN_OAUTH_URL=https://localhost:8443/demo/oauth/
 YANDEX_TOKEN_CA_FILE=/run/fake-yandex/demo-cert.pem
 YANDEX_TOKEN_REDIRECT_URI=https://localhost/get_token
+YANDEX_TOKEN_LOGIN_URL=https://localhost:8443/demo/oauth/info
 ENV
 
 # The fake Yandex: `demo` with the app's credentials, ready when it says so.
@@ -77,6 +78,16 @@ systemctl stop yandex-token.service
 [ "$(systemctl show -P Result yandex-token.service)" = success ] || fail "stop result"
 [ "$(systemctl show -P ExecMainStatus yandex-token.service)" = 0 ] || fail "exit status"
 echo "ok: systemctl stop exits cleanly"
+
+[ "$(stat -c '%a %U' /var/lib/yandex-token/accounts/demo-user.json)" = "600 yandex-token" ] ||
+    fail "no accounts/demo-user.json"
+before=$(cat /var/lib/yandex-token/accounts/demo-user.json)
+systemctl start yandex-token-refresh.service || fail "the refresh service failed"
+[ "$(cat /var/lib/yandex-token/accounts/demo-user.json)" = "$before" ] ||
+    fail "a token a year from expiry was refreshed"
+systemctl enable --now yandex-token-refresh.timer >/dev/null 2>&1 || fail "the timer"
+systemctl is-active --quiet yandex-token-refresh.timer || fail "the timer is not active"
+echo "ok: the refresh service runs (nothing due) and its timer is active"
 
 log=$(journalctl --no-pager -o cat -u yandex-token.service)
 echo "$log" | grep -q "method=GET path=/get_token status=200" || fail "no access log line"

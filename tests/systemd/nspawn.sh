@@ -44,7 +44,8 @@ install -m 0755 "$bin" "$work/root/usr/local/bin/yandex-token"
 install -m 0755 "$repo/certs/make-self-signed.sh" "$work/root/usr/local/bin/make-self-signed.sh"
 install -m 0755 "$here/guest.sh" "$work/root/usr/local/bin/yandex-token-guest-test"
 install -m 0644 "$repo"/systemd/yandex-token.service "$repo"/systemd/yandex-token.socket \
-    "$repo"/systemd/yandex-token-http.socket "$work/root/etc/systemd/system/"
+    "$repo"/systemd/yandex-token-http.socket "$repo"/systemd/yandex-token-refresh.service \
+    "$repo"/systemd/yandex-token-refresh.timer "$work/root/etc/systemd/system/"
 mkdir -p "$work/root/etc/sysusers.d"
 install -m 0644 "$repo/systemd/yandex-token.sysusers" "$work/root/etc/sysusers.d/yandex-token.conf"
 

@@ -65,7 +65,7 @@ pub struct FakeState {
     /// Access token -> login, for `/info`.
     owners: Mutex<HashMap<String, String>>,
     /// Live refresh tokens -> login; each works once, as a strict server's.
-    refresh_tokens: Mutex<HashMap<String, String>>,
+    pub refresh_tokens: Mutex<HashMap<String, String>>,
     grants: Mutex<HashMap<String, Grant>>,
 }
 
