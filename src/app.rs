@@ -11,6 +11,7 @@ use rustls::ServerConfig;
 use crate::config::{Config, Limits};
 use crate::demo;
 use crate::error::StartupError;
+use crate::metrics::Metrics;
 use crate::oauth::{ClientLimits, OAuthClient};
 use crate::pending::PendingStates;
 use crate::secret::Secret;
@@ -45,6 +46,10 @@ pub struct App {
     pub notify: Notifier,
     /// Logins whose tokens are kept; empty means any.
     pub allow_logins: Vec<String>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Whether `/metrics` is served.
+    pub metrics_enabled: bool,
 }
 
 impl App {
@@ -98,7 +103,10 @@ impl App {
             public_host: config.public_host.clone(),
             notify: Notifier::new(config.notify_socket.clone()),
             allow_logins: config.allow_logins.clone(),
+            metrics: Metrics::default(),
+            metrics_enabled: config.metrics,
         })
+        .inspect(App::note_certificate_expiry)
     }
 
     /// SIGHUP: reloads the certificate and key and re-reads the client
@@ -108,6 +116,7 @@ impl App {
         if let Err(err) = self.certs.reload() {
             errors.push(err);
         }
+        self.note_certificate_expiry();
         if let Some(path) = &self.secret_file {
             match read_secret(path) {
                 Ok(secret) => self.oauth.set_secret(secret),
@@ -115,6 +124,17 @@ impl App {
             }
         }
         errors
+    }
+}
+
+impl App {
+    /// Publishes the served certificate's expiry to `/metrics`.
+    fn note_certificate_expiry(&self) {
+        if let Some(not_after) =
+            self.certs.current().cert.first().and_then(|leaf| crate::metrics::not_after(leaf))
+        {
+            self.metrics.certificate_expires(not_after);
+        }
     }
 }
 

@@ -183,6 +183,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "list: JSON instead of lines",
     },
     OptionSpec {
+        flag: "metrics",
+        env: "YANDEX_TOKEN_METRICS",
+        value: "",
+        default: "off",
+        help: "serve GET /metrics (Prometheus text: counters only, never a login or token)",
+    },
+    OptionSpec {
         flag: "max-connections",
         env: "YANDEX_TOKEN_MAX_CONNECTIONS",
         value: "N",
@@ -351,6 +358,8 @@ pub struct Config {
     pub if_expires_within: Option<u64>,
     /// `list --json`.
     pub json: bool,
+    /// Serve `/metrics`.
+    pub metrics: bool,
     /// Pins the host of the plain-HTTP redirect instead of trusting `Host`.
     pub public_host: Option<String>,
     /// Sockets passed by systemd, if any (`LISTEN_*`).
@@ -575,6 +584,7 @@ fn build(
         all: switch(raw("all"))?,
         if_expires_within,
         json: switch(raw("json"))?,
+        metrics: switch(raw("metrics"))?,
         public_host,
         activation: Activation::from_env(&env).map_err(ConfigError)?,
         notify_socket: env("NOTIFY_SOCKET"),

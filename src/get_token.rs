@@ -78,6 +78,7 @@ fn start(app: &App, browser: Option<&str>) -> Response<Body> {
     let pkce = Pkce::generate();
     let location = app.oauth.authorize_url(&state, &pkce.challenge);
     app.pending.insert(&browser, Secret::new(state), pkce.verifier, Instant::now());
+    app.metrics.flow_started();
     let cookie = format!(
         "{BROWSER_COOKIE}={browser}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
         app.limits.state_ttl.as_secs()
@@ -110,12 +111,13 @@ async fn finish(
     if code.is_empty() || code.len() > MAX_CODE {
         return Err(AppError::BadRequest("the code is empty or too long".into()));
     }
-    let token = app
-        .oauth
-        .exchange_code(&Secret::new(code.to_owned()), &verifier)
-        .await
-        .map_err(AppError::Upstream)?;
+    let started = Instant::now();
+    let token = app.oauth.exchange_code(&Secret::new(code.to_owned()), &verifier).await;
+    app.metrics.upstream_latency(started.elapsed());
+    let token = token.map_err(AppError::Upstream)?;
+    let started = Instant::now();
     let account = app.oauth.lookup_account(token.access_token()).await;
+    app.metrics.upstream_latency(started.elapsed());
     if !app.allow_logins.is_empty() {
         match &account {
             Ok(account) if !app.allow_logins.contains(&account.login) => {
@@ -162,6 +164,7 @@ async fn finish(
     };
     match saved {
         Ok(Ok(())) => {
+            app.metrics.token_stored();
             if let Err(err) = &account {
                 crate::warn!(
                     "the account of a new token could not be looked up ({err}); stored as token.json only"

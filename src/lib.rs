@@ -15,6 +15,7 @@ pub mod encoding;
 pub mod error;
 pub mod get_token;
 pub mod log;
+pub mod metrics;
 pub mod oauth;
 pub mod pending;
 pub mod routes;

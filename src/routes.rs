@@ -52,6 +52,14 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
         (_, "/get_token") => Err(AppError::MethodNotAllowed("GET")),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(text_response(StatusCode::OK, "ok\n")),
         (_, "/healthz") => Err(AppError::MethodNotAllowed("GET, HEAD")),
+        (&Method::GET, "/metrics") if app.metrics_enabled => {
+            let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(response)
+        }
         (_, path) if path.starts_with(demo::PREFIX) => match &app.demo {
             Some(provider) => provider.handle(request).await,
             None => Err(AppError::NotFound),
@@ -62,6 +70,7 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
         Ok(response) => (response, None),
         Err(err) => {
             let label = err.kind();
+            app.metrics.error(label);
             let detail = match &err {
                 AppError::Upstream(upstream) => Some(upstream.to_string()),
                 AppError::StoreFailed { reason, .. } => Some(reason.clone()),

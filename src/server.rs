@@ -167,6 +167,7 @@ async fn accept_loop(
         let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = OpenConnection::new(&shared.app.metrics);
             tokio::select! {
                 _ = serve(tcp, role, &shared, watcher, activity.clone()) => {}
                 _ = activity.shed() => {}
@@ -281,6 +282,22 @@ async fn first_bytes(tcp: &TcpStream, activity: &Activity, shared: &Shared) -> b
         ready = tcp.readable() => ready.is_ok(),
         _ = tokio::time::sleep_until(deadline.into()) => false,
         _ = stop.changed() => false,
+    }
+}
+
+/// Counts a connection in `/metrics` while it is open.
+struct OpenConnection<'a>(&'a crate::metrics::Metrics);
+
+impl<'a> OpenConnection<'a> {
+    fn new(metrics: &'a crate::metrics::Metrics) -> OpenConnection<'a> {
+        metrics.connections(1);
+        OpenConnection(metrics)
+    }
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections(-1);
     }
 }
 

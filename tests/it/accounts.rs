@@ -6,6 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 
 use crate::support::process::run;
@@ -152,4 +153,36 @@ async fn refresh_list_and_show_manage_the_accounts() {
     for secret in [world.fake.state.secret.as_str(), before["refresh_token"].as_str().unwrap()] {
         assert!(!stderr.contains(secret), "stderr leaks a secret: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn metrics_count_flows_and_errors_and_are_off_by_default() {
+    let world = World::with(|c| c.metrics = true).await;
+    let mut client = world.client();
+    assert_eq!(complete_flow(&mut client, &world.server).await.status, 200);
+    assert_eq!(client.get(world.server.addr, "/get_token?code=x&state=y").await.status, 400);
+    let reply = client.get(world.server.addr, "/metrics").await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = reply.body;
+    for line in [
+        "yandex_token_flows_started_total 1",
+        "yandex_token_tokens_stored_total 1",
+        "yandex_token_errors_total{kind=\"bad_state\"} 1",
+        "yandex_token_upstream_seconds_count 2",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    let open: i64 =
+        text.lines().find_map(|l| l.strip_prefix("yandex_token_connections_open ")).unwrap().parse().unwrap();
+    assert!(open >= 1, "{text}");
+    let leaf =
+        rustls_pki_types::CertificateDer::pem_file_iter(&world.pki.cert).unwrap().next().unwrap().unwrap();
+    let expiry = yandex_token::metrics::not_after(&leaf).unwrap();
+    assert!(text.contains(&format!("yandex_token_certificate_expiry_seconds {expiry}")), "{text}");
+    let token = world.fake.state.issued_tokens.lock().unwrap()[0].clone();
+    assert!(!text.contains(&token) && !text.contains("test-user"), "metrics expose a token or a login");
+
+    let plain = World::new().await;
+    assert_eq!(plain.client().get(plain.server.addr, "/metrics").await.status, 404);
 }
