@@ -178,6 +178,34 @@ impl TokenStore {
                 ));
             }
         }
+        let accounts = self.dir.join(ACCOUNTS_DIR);
+        if let Ok(meta) = fs::metadata(&accounts) {
+            if meta.is_dir() && meta.permissions().mode() & 0o077 != 0 {
+                fs::set_permissions(&accounts, fs::Permissions::from_mode(0o700))?;
+                fixed.push(format!(
+                    "{} was mode {:o}, now 0700",
+                    accounts.display(),
+                    meta.permissions().mode() & 0o777
+                ));
+            }
+            for entry in fs::read_dir(&accounts)?.flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.contains(".tmp.") {
+                    fs::remove_file(&path)?;
+                    fixed.push(format!("removed {}, left by an interrupted write", path.display()));
+                } else if let Ok(meta) = entry.metadata() {
+                    if meta.is_file() && meta.permissions().mode() & 0o777 != 0o600 {
+                        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+                        fixed.push(format!(
+                            "{} was mode {:o}, now 0600",
+                            path.display(),
+                            meta.permissions().mode() & 0o777
+                        ));
+                    }
+                }
+            }
+        }
         if dir_meta.is_dir() {
             for entry in fs::read_dir(&self.dir)?.flatten() {
                 let name = entry.file_name();
@@ -267,6 +295,14 @@ mod tests {
         assert_eq!((mode(store.dir()), mode(&store.path())), (0o700, 0o600));
         assert!(!store.dir().join(".token.json.tmp.1.abc").exists());
         assert!(store.fix_modes().unwrap().is_empty());
+        // Account files too.
+        let doc = TokenStore::document(token("a"));
+        store.save_account("alice", &doc).unwrap();
+        let account = store.account_path("alice");
+        fs::set_permissions(&account, fs::Permissions::from_mode(0o640)).unwrap();
+        fs::write(store.dir().join("accounts/.bob.json.tmp.1.x"), "partial").unwrap();
+        assert_eq!(store.fix_modes().unwrap().len(), 2);
+        assert_eq!(mode(&account), 0o600);
     }
 
     #[test]
