@@ -92,7 +92,7 @@ impl App {
         let hsts = if demo.is_some() { "max-age=0" } else { "max-age=31536000" };
         Ok(App {
             oauth,
-            pending: PendingStates::new(limits.state_ttl, limits.states_per_browser, limits.states_total),
+            pending: PendingStates::new(limits.state_ttl, limits.states_per_browser),
             store,
             server_tls: tls::server_config(certs.clone())?,
             certs,

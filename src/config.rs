@@ -291,8 +291,6 @@ pub struct Limits {
     pub state_ttl: Duration,
     /// Flows kept per browser; the oldest goes first.
     pub states_per_browser: usize,
-    /// Flows kept in all; the oldest goes first.
-    pub states_total: usize,
     /// How long in-flight requests get to finish on shutdown.
     pub drain_timeout: Duration,
 }
@@ -311,7 +309,6 @@ impl Default for Limits {
             upstream_max_body: 64 * 1024,
             state_ttl: Duration::from_secs(600),
             states_per_browser: 8,
-            states_total: 2048,
             drain_timeout: Duration::from_secs(20),
         }
     }

@@ -40,11 +40,16 @@ fn base64_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
 
 /// `bytes` fresh random bytes from the OS, as base64url: for states, PKCE
 /// verifiers and browser bindings. 32 bytes give 256 bits: unguessable.
-///
-/// The bytes come from getrandom(2) in 4 KiB batches per thread, each byte
-/// used once and wiped after use: the same kernel CSPRNG output, without a
-/// system call for every value (three per redirect otherwise).
 pub fn random_urlsafe(bytes: usize) -> String {
+    base64_url(&random_bytes(bytes))
+}
+
+/// `bytes` fresh random bytes from the OS.
+///
+/// They come from getrandom(2) in 4 KiB batches per thread, each byte used
+/// once and wiped after use: the same kernel CSPRNG output, without a
+/// system call for every value (three per redirect otherwise).
+pub fn random_bytes(bytes: usize) -> Vec<u8> {
     use std::cell::RefCell;
     const POOL: usize = 4096;
     thread_local! {
@@ -70,7 +75,7 @@ pub fn random_urlsafe(bytes: usize) -> String {
             filled += take;
         }
     });
-    base64_url(&out)
+    out
 }
 
 /// Why a query string, form body or cookie could not be read.
@@ -193,17 +198,23 @@ pub fn pick_params<const N: usize>(
     Ok(found)
 }
 
-/// Finds cookie `name` in the `Cookie` header values (RFC 6265 §5.4 syntax:
-/// `a=1; b=2`). Returns the first match's raw value; cookie values are never
-/// percent-decoded.
-pub fn find_cookie<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Option<&'a str> {
+/// Every `name=value` cookie pair in the `Cookie` header values (RFC 6265
+/// §5.4 syntax: `a=1; b=2`), in order. Values are never percent-decoded;
+/// headers that are not UTF-8 are skipped.
+pub fn cookie_pairs<'a>(
+    headers: impl IntoIterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
     headers
         .into_iter()
         .filter_map(|header| std::str::from_utf8(header).ok())
         .flat_map(|header| header.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim_matches('"'))
+        .map(|(key, value)| (key, value.trim_matches('"')))
+}
+
+/// Finds cookie `name`; the first match's raw value.
+pub fn find_cookie<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Option<&'a str> {
+    cookie_pairs(headers).find(|(key, _)| *key == name).map(|(_, value)| value)
 }
 
 /// Escapes text for HTML element content and quoted attribute values.

@@ -11,23 +11,18 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use crate::app::App;
-use crate::encoding::{find_cookie, pick_params, random_urlsafe};
+use crate::encoding::{cookie_pairs, pick_params, random_urlsafe};
 use crate::error::AppError;
 use crate::oauth::Pkce;
+use crate::pending::COOKIE_PREFIX;
 use crate::routes::{Body, json_response};
 use crate::secret::Secret;
 use crate::token_store::TokenStore;
-
-/// The cookie binding flows to a browser. `__Host-` makes browsers insist
-/// on `Secure`, `Path=/` and no `Domain`, so no sibling host can set it.
-pub const BROWSER_COOKIE: &str = "__Host-yandex-token-browser";
 
 /// Yandex refuses a `state` longer than this.
 const MAX_STATE: usize = 1024;
 /// Far above any real authorization code; bounds what we forward.
 const MAX_CODE: usize = 4096;
-/// Length of the base64url browser id (32 random bytes).
-const BROWSER_ID_LEN: usize = 43;
 
 /// Dispatches on the query: start, callback or refusal.
 pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<Body>, AppError> {
@@ -35,7 +30,6 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
     let [code, state, error, error_description] =
         pick_params(query, ["code", "state", "error", "error_description"])
             .map_err(|err| AppError::BadRequest(format!("bad query string: {err}")))?;
-    let browser = browser_id(request);
     if let Some(state) = &state {
         if state.len() > MAX_STATE {
             return Err(AppError::BadState("state is longer than 1024 characters"));
@@ -45,9 +39,9 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
         if error.is_empty() {
             return Err(AppError::BadRequest("the error parameter is empty".into()));
         }
-        // The flow is over either way: forget its state, if it is ours.
-        if let (Some(browser), Some(state)) = (browser, &state) {
-            app.pending.discard(browser, state);
+        // The flow is over either way: spend its state, if it is ours.
+        if let Some(state) = &state {
+            app.pending.take(state, cookies(request), now_unix()).ok();
         }
         return Err(AppError::Denied {
             error: error.chars().take(64).collect(),
@@ -55,34 +49,32 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
         });
     }
     match (code, state) {
-        (None, None) => Ok(start(app, browser)),
-        (Some(code), Some(state)) => finish(app, browser, &code, &state).await,
+        (None, None) => Ok(start(app, request)),
+        (Some(code), Some(state)) => finish(app, request, &code, &state).await,
         (Some(_), None) => Err(AppError::BadState("the callback has a code but no state")),
         (None, Some(_)) => Err(AppError::BadRequest("the callback has a state but no code".into())),
     }
 }
 
-/// The browser id from our cookie, if it has the shape we issue.
-fn browser_id(request: &Request<Incoming>) -> Option<&str> {
-    let cookies = request.headers().get_all(header::COOKIE).iter().map(HeaderValue::as_bytes);
-    find_cookie(cookies, BROWSER_COOKIE).filter(|id| {
-        id.len() == BROWSER_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
+/// The request's cookies, as (name, value).
+fn cookies(request: &Request<Incoming>) -> impl Iterator<Item = (&str, &str)> {
+    cookie_pairs(request.headers().get_all(header::COOKIE).iter().map(HeaderValue::as_bytes))
 }
 
-/// Starts a flow: a fresh state and PKCE pair, bound to this browser, and a
-/// redirect to the provider's authorize page.
-fn start(app: &App, browser: Option<&str>) -> Response<Body> {
-    let browser = browser.map_or_else(|| random_urlsafe(32), str::to_owned);
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Starts a flow: a fresh state and PKCE pair, sealed into a cookie for
+/// this browser, and a redirect to the provider's authorize page.
+fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
     let state = random_urlsafe(32);
     let pkce = Pkce::generate();
     let location = app.oauth.authorize_url(&state, &pkce.challenge);
-    app.pending.insert(&browser, Secret::new(state), pkce.verifier, Instant::now());
+    let present: Vec<&str> =
+        cookies(request).map(|(name, _)| name).filter(|name| name.starts_with(COOKIE_PREFIX)).collect();
+    let set_cookies = app.pending.start(&state, &pkce.verifier, now_unix(), &present);
     app.metrics.flow_started();
-    let cookie = format!(
-        "{BROWSER_COOKIE}={browser}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
-        app.limits.state_ttl.as_secs()
-    );
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::FOUND;
     let headers = response.headers_mut();
@@ -90,24 +82,24 @@ fn start(app: &App, browser: Option<&str>) -> Response<Body> {
         header::LOCATION,
         HeaderValue::try_from(location).expect("percent-encoded URL is a valid header"),
     );
-    headers.insert(
-        header::SET_COOKIE,
-        HeaderValue::try_from(cookie).expect("base64url cookie is a valid header"),
-    );
+    for cookie in set_cookies {
+        headers.append(
+            header::SET_COOKIE,
+            HeaderValue::try_from(cookie).expect("base64url cookie is a valid header"),
+        );
+    }
     response
 }
 
 /// Finishes a flow: state, then exchange, then store, then answer.
 async fn finish(
     app: &App,
-    browser: Option<&str>,
+    request: &Request<Incoming>,
     code: &str,
     state: &str,
 ) -> Result<Response<Body>, AppError> {
-    let browser = browser.ok_or(AppError::BadState(
-        "no flow cookie: start at /get_token in this browser, with cookies enabled",
-    ))?;
-    let verifier = app.pending.take(browser, state, Instant::now()).map_err(AppError::BadState)?;
+    let taken = app.pending.take(state, cookies(request), now_unix()).map_err(AppError::BadState)?;
+    let verifier = taken.verifier;
     if code.is_empty() || code.len() > MAX_CODE {
         return Err(AppError::BadRequest("the code is empty or too long".into()));
     }
@@ -173,7 +165,11 @@ async fn finish(
                     "the Yandex account could not be looked up: the token is stored as token.json only"
                         .into();
             }
-            Ok(json_response(StatusCode::OK, &doc))
+            let mut response = json_response(StatusCode::OK, &doc);
+            if let Ok(clear) = HeaderValue::try_from(taken.clear_cookie) {
+                response.headers_mut().append(header::SET_COOKIE, clear);
+            }
+            Ok(response)
         }
         Ok(Err(err)) => Err(AppError::StoreFailed {
             reason: format!("writing into {} failed: {err}", app.store.dir().display()),

@@ -1,168 +1,210 @@
-//! Authorization flows in progress: each `state` maps to its PKCE verifier,
-//! is bound to the browser that started it (a random id in a `__Host-`
-//! cookie), is single use, and expires. Memory is bounded: a few flows per
-//! browser and a global cap, the oldest evicted first.
+//! Authorization flows in progress, kept in the browser rather than in the
+//! server: starting a flow costs the server no memory, so a flood of
+//! `GET /get_token` cannot push a real user's flow out.
+//!
+//! Each flow is one `__Host-` cookie, named after its state, whose value is
+//! the PKCE verifier and an expiry sealed with AES-256-GCM under a key made
+//! at start, with the state as associated data. Only this server can read
+//! it, only for that state, only in the browser that started the flow
+//! (the cookie is `HttpOnly`, `Secure`, `SameSite=Lax`), and only until it
+//! expires. Single use is enforced here: a state whose cookie was opened is
+//! remembered until it would have expired anyway. That memory grows only
+//! with completed callbacks, each of which costs a token-endpoint call.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+
+use crate::encoding::{base64_url, random_bytes};
 use crate::secret::Secret;
+
+/// Every flow cookie's name starts with this.
+pub const COOKIE_PREFIX: &str = "__Host-yt-flow-";
 
 /// Why a callback's state was refused. The text goes to the browser.
 pub type Refusal = &'static str;
 
-struct Flow {
-    seq: u64,
-    state: Secret<String>,
-    verifier: Secret<String>,
-    created: Instant,
-}
+/// Single-use states remembered at most; the oldest are forgotten first
+/// (by then their code has been spent at the provider anyway).
+const USED_CAP: usize = 100_000;
 
 #[derive(Default)]
-struct Inner {
-    browsers: HashMap<Arc<str>, VecDeque<Flow>>,
-    /// Every flow in creation order, for expiry and the global cap. Entries
-    /// of flows already taken stay until they reach the front.
-    order: VecDeque<(u64, Instant, Arc<str>)>,
-    flows: usize,
-    next_seq: u64,
+struct Used {
+    expiry: HashMap<[u8; 16], u64>,
+    order: VecDeque<([u8; 16], u64)>,
 }
 
-/// The store of flows in progress. Cheap to share: one short lock per call.
+/// Seals and opens flow cookies, and remembers used states.
 pub struct PendingStates {
-    inner: Mutex<Inner>,
+    key: LessSafeKey,
+    used: Mutex<Used>,
     ttl: Duration,
     per_browser: usize,
-    total: usize,
 }
 
 impl std::fmt::Debug for PendingStates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // States and verifiers are secrets: only the count is shown.
-        f.debug_struct("PendingStates").field("flows", &self.len()).finish_non_exhaustive()
+        // The key is a secret: only the count of used states is shown.
+        f.debug_struct("PendingStates").field("used", &self.lock().order.len()).finish_non_exhaustive()
     }
 }
 
+/// What the callback found: the verifier, and the cookie that clears the flow.
+#[derive(Debug)]
+pub struct Taken {
+    /// The PKCE verifier of the flow.
+    pub verifier: Secret<String>,
+    /// A `Set-Cookie` value that removes the flow's cookie.
+    pub clear_cookie: String,
+}
+
 impl PendingStates {
-    /// A store where flows live `ttl`, at most `per_browser` per browser and
-    /// `total` in all.
-    pub fn new(ttl: Duration, per_browser: usize, total: usize) -> PendingStates {
+    /// A store whose flows live `ttl`, at most `per_browser` per browser.
+    pub fn new(ttl: Duration, per_browser: usize) -> PendingStates {
+        use ring::rand::SecureRandom;
+        let mut key = [0u8; 32];
+        ring::rand::SystemRandom::new().fill(&mut key).expect("the OS random number generator failed");
+        let key = UnboundKey::new(&AES_256_GCM, &key).expect("a 32-byte key fits AES-256-GCM");
         PendingStates {
-            inner: Mutex::new(Inner::default()),
+            key: LessSafeKey::new(key),
+            used: Mutex::new(Used::default()),
             ttl,
             per_browser: per_browser.max(1),
-            total: total.max(1),
         }
     }
 
-    /// Records a new flow for `browser`, evicting that browser's oldest flow
-    /// past the per-browser cap and the oldest flows past the global cap.
-    pub fn insert(&self, browser: &str, state: Secret<String>, verifier: Secret<String>, now: Instant) {
-        let mut inner = self.lock();
-        self.sweep(&mut inner, now);
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        let key: Arc<str> = match inner.browsers.get_key_value(browser) {
-            Some((key, _)) => key.clone(),
-            None => Arc::from(browser),
-        };
-        let flows = inner.browsers.entry(key.clone()).or_default();
-        let mut evicted = 0;
-        while flows.len() >= self.per_browser {
-            flows.pop_front();
-            evicted += 1;
-        }
-        flows.push_back(Flow { seq, state, verifier, created: now });
-        inner.flows = inner.flows + 1 - evicted;
-        inner.order.push_back((seq, now, key));
-        while inner.flows > self.total {
-            Self::pop_oldest(&mut inner);
-        }
-        // Taken or evicted flows leave entries in `order`; compact before
-        // they can outgrow the flows themselves.
-        if inner.order.len() > 2 * self.total {
-            let Inner { browsers, order, .. } = &mut *inner;
-            order.retain(|(seq, _, browser)| {
-                browsers.get(browser).is_some_and(|flows| flows.iter().any(|f| f.seq == *seq))
-            });
-        }
+    /// The `Set-Cookie` values that start a flow for `state`: its sealed
+    /// cookie, and removals of this browser's oldest flow cookies past the
+    /// per-browser cap. `present` are the names of the flow cookies the
+    /// request carried, oldest first (RFC 6265 §5.4 orders them so).
+    pub fn start(&self, state: &str, verifier: &Secret<String>, now: u64, present: &[&str]) -> Vec<String> {
+        let expires = now + self.ttl.as_secs();
+        let mut plaintext = expires.to_be_bytes().to_vec();
+        plaintext.extend_from_slice(verifier.expose().as_bytes());
+        let nonce_bytes = nonce();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(state.as_bytes()),
+                &mut plaintext,
+            )
+            .expect("sealing a short message cannot fail");
+        let mut sealed = nonce_bytes.to_vec();
+        sealed.extend_from_slice(&plaintext);
+        let mut cookies = vec![format!(
+            "{}={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
+            cookie_name(state),
+            base64_url(&sealed),
+            self.ttl.as_secs()
+        )];
+        let excess = (present.len() + 1).saturating_sub(self.per_browser);
+        cookies.extend(present.iter().take(excess).map(|name| clear(name)));
+        cookies
     }
 
-    /// Consumes the flow `state` of `browser` and returns its PKCE verifier.
-    /// Unknown, reused, expired and other browsers' states are refused.
-    pub fn take(&self, browser: &str, state: &str, now: Instant) -> Result<Secret<String>, Refusal> {
-        let mut inner = self.lock();
-        let flows = inner.browsers.get_mut(browser).ok_or(
-            "unknown state for this browser: start again at /get_token in the same browser, with cookies enabled",
+    /// Opens the flow of `state` from the request's cookies (name, value)
+    /// and marks the state used. Unknown, reused, expired, tampered and
+    /// other browsers' states are refused.
+    pub fn take<'a>(
+        &self,
+        state: &str,
+        mut cookies: impl Iterator<Item = (&'a str, &'a str)>,
+        now: u64,
+    ) -> Result<Taken, Refusal> {
+        let name = cookie_name(state);
+        let value = cookies.find(|(n, _)| *n == name).map(|(_, v)| v).ok_or(
+            "no flow for this state in this browser: start again at /get_token in the same browser, with cookies enabled",
         )?;
-        let index = flows
-            .iter()
-            .position(|flow| flow.state.expose() == state)
-            .ok_or("unknown or already used state: start again at /get_token")?;
-        let flow = flows.remove(index).expect("index is in range");
-        if flows.is_empty() {
-            inner.browsers.remove(browser);
+        let mut sealed =
+            decode_base64_url(value).ok_or("the flow cookie is damaged: start again at /get_token")?;
+        if sealed.len() < NONCE_LEN + 8 {
+            return Err("the flow cookie is damaged: start again at /get_token");
         }
-        inner.flows -= 1;
-        if now.saturating_duration_since(flow.created) >= self.ttl {
+        let mut nonce_bytes = [0u8; NONCE_LEN];
+        nonce_bytes.copy_from_slice(&sealed[..NONCE_LEN]);
+        let opened = self
+            .key
+            .open_in_place(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(state.as_bytes()), &mut sealed[NONCE_LEN..])
+            .map_err(|_| "the flow cookie does not belong to this state or to this server: start again at /get_token")?;
+        let (expiry, verifier) = opened.split_at(8);
+        let expires = u64::from_be_bytes(expiry.try_into().expect("8 bytes"));
+        if now >= expires {
             return Err("the state has expired (flows last 10 minutes): start again at /get_token");
         }
-        Ok(flow.verifier)
-    }
-
-    /// Drops `state` if it is `browser`'s, without saying whether it was.
-    pub fn discard(&self, browser: &str, state: &str) {
-        let mut inner = self.lock();
-        if let Some(flows) = inner.browsers.get_mut(browser) {
-            if let Some(index) = flows.iter().position(|flow| flow.state.expose() == state) {
-                flows.remove(index);
-                if flows.is_empty() {
-                    inner.browsers.remove(browser);
-                }
-                inner.flows -= 1;
+        let verifier = String::from_utf8(verifier.to_vec()).map_err(|_| "the flow cookie is damaged")?;
+        let mut used = self.lock();
+        let key = used_key(state);
+        // Forget states whose cookies have expired: they cannot be replayed.
+        while used.order.front().is_some_and(|(_, at)| *at <= now) || used.order.len() > USED_CAP {
+            let (old, at) = used.order.pop_front().expect("not empty");
+            if used.expiry.get(&old) == Some(&at) {
+                used.expiry.remove(&old);
             }
         }
-    }
-
-    /// Flows currently held.
-    pub fn len(&self) -> usize {
-        self.lock().flows
-    }
-
-    /// Whether no flow is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    fn sweep(&self, inner: &mut Inner, now: Instant) {
-        while let Some((_, created, _)) = inner.order.front() {
-            if now.saturating_duration_since(*created) < self.ttl {
-                break;
-            }
-            Self::pop_oldest(inner);
+        if used.expiry.insert(key, expires).is_some() {
+            return Err("this state was already used: start again at /get_token");
         }
+        used.order.push_back((key, expires));
+        Ok(Taken { verifier: Secret::new(verifier), clear_cookie: clear(&name) })
     }
 
-    /// Removes the front of `order` and, if it is still held, its flow.
-    fn pop_oldest(inner: &mut Inner) {
-        let Some((seq, _, browser)) = inner.order.pop_front() else { return };
-        if let Some(flows) = inner.browsers.get_mut(&browser) {
-            // A browser's flows are in creation order, so a live flow for
-            // this entry can only be at the front.
-            if flows.front().is_some_and(|flow| flow.seq == seq) {
-                flows.pop_front();
-                inner.flows -= 1;
-                if flows.is_empty() {
-                    inner.browsers.remove(&browser);
-                }
-            }
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Used> {
+        self.used.lock().unwrap_or_else(|poison| poison.into_inner())
     }
+}
+
+/// The flow cookie's name for `state`: a hash, so the name does not give
+/// the state away in logs of cookie names.
+pub fn cookie_name(state: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, state.as_bytes());
+    format!("{COOKIE_PREFIX}{}", &base64_url(&digest.as_ref()[..12]))
+}
+
+fn used_key(state: &str) -> [u8; 16] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("used:{state}").as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest.as_ref()[..16]);
+    key
+}
+
+fn clear(name: &str) -> String {
+    format!("{name}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax")
+}
+
+/// A fresh nonce: 96 random bits, never repeated in practice under one key.
+fn nonce() -> [u8; NONCE_LEN] {
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&random_bytes(NONCE_LEN));
+    nonce
+}
+
+/// Decodes unpadded base64url; `None` on any other character.
+fn decode_base64_url(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    if text.len() % 4 == 1 || text.len() > 4096 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.as_bytes().chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= value(*c)? << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -170,91 +212,94 @@ mod tests {
     use super::*;
 
     const TTL: Duration = Duration::from_secs(600);
+    const NOW: u64 = 1_800_000_000;
 
     fn store() -> PendingStates {
-        PendingStates::new(TTL, 3, 5)
+        PendingStates::new(TTL, 3)
+    }
+
+    /// The (name, value) of the flow cookie in a Set-Cookie value.
+    fn pair(set_cookie: &str) -> (String, String) {
+        let (name, rest) = set_cookie.split_once('=').unwrap();
+        (name.to_owned(), rest.split(';').next().unwrap().to_owned())
+    }
+
+    fn verifier(text: &str) -> Secret<String> {
+        Secret::new(text.to_owned())
     }
 
     #[test]
     fn a_state_is_taken_once() {
-        let pending = store();
-        let now = Instant::now();
-        pending.insert("b1", Secret::new("s1".into()), Secret::new("v1".into()), now);
-        assert_eq!(pending.take("b1", "s1", now), Ok(Secret::new("v1".to_owned())));
-        assert!(pending.take("b1", "s1", now).is_err());
-        assert!(pending.is_empty());
+        let flows = store();
+        let (name, value) = pair(&flows.start("s1", &verifier("v1"), NOW, &[])[0]);
+        let taken = flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).unwrap();
+        assert_eq!(taken.verifier.expose(), "v1");
+        assert!(taken.clear_cookie.contains("Max-Age=0"));
+        assert!(flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).is_err());
     }
 
     #[test]
-    fn another_browser_cannot_take_it() {
-        let pending = store();
-        let now = Instant::now();
-        pending.insert("b1", Secret::new("s1".into()), Secret::new("v1".into()), now);
-        assert!(pending.take("b2", "s1", now).is_err());
-        assert_eq!(pending.take("b1", "s1", now), Ok(Secret::new("v1".to_owned())));
+    fn a_cookie_opens_only_for_its_state_and_its_server() {
+        let flows = store();
+        let (name, value) = pair(&flows.start("s1", &verifier("v1"), NOW, &[])[0]);
+        // Another state, even given this cookie under that state's name.
+        let other = cookie_name("s2");
+        assert!(flows.take("s2", [(other.as_str(), value.as_str())].into_iter(), NOW).is_err());
+        // Another server (another key).
+        assert!(store().take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).is_err());
+        // No cookie at all: another browser.
+        assert!(flows.take("s1", std::iter::empty(), NOW).is_err());
+        // Tampered.
+        let mut bytes = value.clone().into_bytes();
+        bytes[20] = if bytes[20] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        assert!(flows.take("s1", [(name.as_str(), tampered.as_str())].into_iter(), NOW).is_err());
+        // The real one still works.
+        assert!(flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).is_ok());
     }
 
     #[test]
     fn expired_states_are_refused() {
-        let pending = store();
-        let now = Instant::now();
-        pending.insert("b1", Secret::new("s1".into()), Secret::new("v1".into()), now);
-        let err = pending.take("b1", "s1", now + TTL).unwrap_err();
+        let flows = store();
+        let (name, value) = pair(&flows.start("s1", &verifier("v1"), NOW, &[])[0]);
+        let err = flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW + 600).unwrap_err();
         assert!(err.contains("expired"), "{err}");
     }
 
     #[test]
-    fn expired_states_are_swept_on_insert() {
-        let pending = store();
-        let now = Instant::now();
-        pending.insert("b1", Secret::new("s1".into()), Secret::new("v1".into()), now);
-        pending.insert("b2", Secret::new("s2".into()), Secret::new("v2".into()), now + TTL);
-        assert_eq!(pending.len(), 1);
-    }
-
-    #[test]
     fn two_tabs_both_complete() {
-        let pending = store();
-        let now = Instant::now();
-        pending.insert("b1", Secret::new("s1".into()), Secret::new("v1".into()), now);
-        pending.insert("b1", Secret::new("s2".into()), Secret::new("v2".into()), now);
-        assert_eq!(pending.take("b1", "s2", now), Ok(Secret::new("v2".to_owned())));
-        assert_eq!(pending.take("b1", "s1", now), Ok(Secret::new("v1".to_owned())));
+        let flows = store();
+        let first = pair(&flows.start("s1", &verifier("v1"), NOW, &[])[0]);
+        let second = pair(&flows.start("s2", &verifier("v2"), NOW, &[&first.0])[0]);
+        let jar = [(first.0.as_str(), first.1.as_str()), (second.0.as_str(), second.1.as_str())];
+        assert_eq!(flows.take("s2", jar.into_iter(), NOW).unwrap().verifier.expose(), "v2");
+        assert_eq!(flows.take("s1", jar.into_iter(), NOW).unwrap().verifier.expose(), "v1");
     }
 
     #[test]
-    fn per_browser_cap_evicts_the_oldest() {
-        let pending = store();
-        let now = Instant::now();
-        for i in 0..4 {
-            pending.insert("b1", Secret::new(format!("s{i}")), Secret::new(format!("v{i}")), now);
-        }
-        assert_eq!(pending.len(), 3);
-        assert!(pending.take("b1", "s0", now).is_err());
-        assert_eq!(pending.take("b1", "s3", now), Ok(Secret::new("v3".to_owned())));
+    fn the_per_browser_cap_clears_the_oldest_cookies() {
+        let flows = store();
+        let cookies = flows.start("s4", &verifier("v4"), NOW, &["a", "b", "c"]);
+        assert_eq!(cookies.len(), 2, "{cookies:?}");
+        assert!(cookies[1].starts_with("a=;") && cookies[1].contains("Max-Age=0"));
     }
 
     #[test]
-    fn global_cap_evicts_the_oldest() {
-        let pending = store();
-        let now = Instant::now();
-        for i in 0..7 {
-            pending.insert(&format!("b{i}"), Secret::new(format!("s{i}")), Secret::new(format!("v{i}")), now);
-        }
-        assert_eq!(pending.len(), 5);
-        assert!(pending.take("b0", "s0", now).is_err());
-        assert!(pending.take("b1", "s1", now).is_err());
-        assert_eq!(pending.take("b6", "s6", now), Ok(Secret::new("v6".to_owned())));
+    fn used_states_are_forgotten_once_expired() {
+        let flows = store();
+        let (name, value) = pair(&flows.start("s1", &verifier("v1"), NOW, &[])[0]);
+        flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).unwrap();
+        let (name2, value2) = pair(&flows.start("s2", &verifier("v2"), NOW + 700, &[])[0]);
+        flows.take("s2", [(name2.as_str(), value2.as_str())].into_iter(), NOW + 700).unwrap();
+        assert_eq!(flows.lock().order.len(), 1);
     }
 
     #[test]
-    fn the_order_queue_stays_bounded_under_one_browser_flood() {
-        let pending = store();
-        let now = Instant::now();
-        for i in 0..1000 {
-            pending.insert("b1", Secret::new(format!("s{i}")), Secret::new("v".into()), now);
+    fn base64url_round_trips() {
+        for len in 0..40 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(decode_base64_url(&base64_url(&bytes)), Some(bytes));
         }
-        assert_eq!(pending.len(), 3);
-        assert!(pending.lock().order.len() <= 2 * 5 + 1);
+        assert_eq!(decode_base64_url("a+b/"), None);
     }
 }

@@ -103,7 +103,7 @@ async fn a_callback_from_another_browser_is_refused() {
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"], "invalid_state");
     attacker.get(world.server.addr, "/get_token").await;
-    assert!(attacker.cookie.is_some());
+    assert!(!attacker.cookies.is_empty());
     assert_eq!(attacker.get_url(&callback).await.status, 400);
     assert_eq!(world.fake.token_calls(), 0);
     // The victim's own callback still works: refusals consumed nothing of theirs.
@@ -164,8 +164,11 @@ async fn denial_is_a_403_json_and_never_a_redirect() {
     assert_eq!(reply.json()["error"], "access_denied");
     assert_eq!(reply.json()["error_description"], "User denied access");
     assert_eq!(reply.header("cache-control"), Some("no-store"));
-    // The denied flow's state is gone.
-    assert_eq!(world.server.app.pending.len(), 0);
+    assert_eq!(world.fake.token_calls(), 0);
+    // The denied flow's state is spent: it cannot finish a flow afterwards.
+    let reply = client.get(world.server.addr, &format!("/get_token?code=c&state={state}")).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"], "invalid_state");
     assert_eq!(world.fake.token_calls(), 0);
 }
 
@@ -205,4 +208,36 @@ async fn debug_prints_hold_no_secret_state_or_token() {
         token: yandex_token::secret::Secret::new(serde_json::json!({ "access_token": token.clone() })),
     };
     assert!(!format!("{err:?}").contains(&token), "a token is in an error's Debug");
+}
+
+#[tokio::test]
+async fn a_flood_of_new_flows_does_not_push_out_a_users_flow() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = World::new().await;
+    let mut user = world.client();
+    let start = user.get(world.server.addr, "/get_token").await;
+    let callback = user.get_url(start.location()).await.location().to_owned();
+    // 3,000 flows started by someone else, pipelined on one connection.
+    let tcp = tokio::net::TcpStream::connect(world.server.addr).await.unwrap();
+    let config =
+        crate::support::client::client_config(&world.pki.ca_der, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    let mut flood = tokio_rustls::TlsConnector::from(config)
+        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    const FLOWS: usize = 3000;
+    let requests = "GET /get_token HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(FLOWS);
+    flood.write_all(requests.as_bytes()).await.unwrap();
+    let mut seen = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut tail = String::new();
+    while seen < FLOWS {
+        let n = flood.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the server closed after {seen} answers");
+        tail.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen += tail.matches("HTTP/1.1 302").count();
+        tail = tail.rsplit("HTTP/1.1 302").next().unwrap_or("").to_owned();
+    }
+    let reply = user.get_url(&callback).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }

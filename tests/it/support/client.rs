@@ -35,8 +35,9 @@ impl Reply {
 
 pub struct Client {
     tls: Arc<rustls::ClientConfig>,
-    /// `name=value` of the last cookie set, sent back on every request.
-    pub cookie: Option<String>,
+    /// The cookie jar: (name, value) as the server set them, sent back on
+    /// every request; a `Max-Age=0` removes one.
+    pub cookies: Vec<(String, String)>,
 }
 
 pub fn client_config(
@@ -58,11 +59,11 @@ pub fn client_config(
 
 impl Client {
     pub fn new(ca: &CertificateDer<'static>) -> Client {
-        Client { tls: client_config(ca, &[b"http/1.1"], rustls::DEFAULT_VERSIONS), cookie: None }
+        Client { tls: client_config(ca, &[b"http/1.1"], rustls::DEFAULT_VERSIONS), cookies: Vec::new() }
     }
 
     pub fn with_config(tls: Arc<rustls::ClientConfig>) -> Client {
-        Client { tls, cookie: None }
+        Client { tls, cookies: Vec::new() }
     }
 
     pub async fn get(&mut self, addr: SocketAddr, target: &str) -> Reply {
@@ -96,8 +97,10 @@ impl Client {
         } else {
             request = request.header("host", format!("localhost:{}", addr.port()));
         }
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
+        if !self.cookies.is_empty() {
+            let header: Vec<String> =
+                self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect();
+            request = request.header("cookie", header.join("; "));
         }
         let request = request.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
         let response = if h2 {
@@ -113,8 +116,12 @@ impl Client {
         let status = response.status().as_u16();
         let version = response.version();
         let headers = response.headers().clone();
-        if let Some(set) = headers.get("set-cookie").and_then(|v| v.to_str().ok()) {
-            self.cookie = Some(set.split(';').next().unwrap().to_owned());
+        for set in headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {
+            let (name, value) = set.split(';').next().unwrap().split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != name);
+            if !set.contains("Max-Age=0") {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
         }
         let body = response.into_body().collect().await.unwrap().to_bytes();
         Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned(), version }
