@@ -200,10 +200,10 @@ impl OAuthError {
 impl fmt::Display for OAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OAuthError::Rejected { error, .. } => write!(f, "the token endpoint refused: {error}"),
-            OAuthError::Timeout(phase) => write!(f, "the token endpoint timed out ({phase})"),
-            OAuthError::Unreachable(why) => write!(f, "the token endpoint is unreachable: {why}"),
-            OAuthError::BadResponse(why) => write!(f, "the token endpoint answered badly: {why}"),
+            OAuthError::Rejected { error, .. } => write!(f, "Yandex OAuth refused: {error}"),
+            OAuthError::Timeout(phase) => write!(f, "Yandex OAuth timed out ({phase})"),
+            OAuthError::Unreachable(why) => write!(f, "Yandex OAuth is unreachable: {why}"),
+            OAuthError::BadResponse(why) => write!(f, "Yandex OAuth answered badly: {why}"),
         }
     }
 }
