@@ -193,7 +193,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         flag: "max-connections",
         env: "YANDEX_TOKEN_MAX_CONNECTIONS",
         value: "N",
-        default: "2048",
+        default: "1024",
         help: "connections held at once; at the cap the oldest that has not sent a request is shed",
     },
     OptionSpec {
@@ -298,7 +298,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 2048,
+            max_connections: 1024,
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
