@@ -125,6 +125,13 @@ run_wrk() { # port extra-header -> "requests seconds"
     fi
     awk '/requests in/ { r = $1 } /Requests\/sec/ { s = $2 } END { print r, s }' "$work/wrk.txt"
 }
+# One wrk run against $server_pid -> "requests/s server-CPU-us-per-request".
+load_and_cpu() { # port extra-header
+    c0=$(cpu_of "$server_pid")
+    set -- $(run_wrk "$1" "$2")
+    c1=$(cpu_of "$server_pid")
+    awk -v c="$((c1 - c0))" -v n="$1" -v rps="$2" -v hz="$hz" 'BEGIN { printf "%s %.1f\n", rps, c / hz * 1e6 / n }'
+}
 measure() { # name start-function -> appends one line to results
     name=$1; shift
     port=$(free_port)
@@ -134,18 +141,11 @@ measure() { # name start-function -> appends one line to results
     pids="$pids $server_pid"
     idle=$(rss_of "$server_pid")
 
-    c0=$(cpu_of "$server_pid")
-    set -- $(run_wrk "$port" "")
-    ka_requests=$1; ka_rps=$2
-    c1=$(cpu_of "$server_pid")
-    ka_us=$(awk -v c="$((c1 - c0))" -v n="$ka_requests" -v hz="$hz" 'BEGIN { printf "%.1f", c / hz * 1e6 / n }')
+    set -- $(load_and_cpu "$port" "")
+    ka_rps=$1; ka_us=$2
     after=$(rss_of "$server_pid")
-
-    c0=$(cpu_of "$server_pid")
-    set -- $(run_wrk "$port" "Connection: close")
-    close_requests=$1; close_rps=$2
-    c1=$(cpu_of "$server_pid")
-    close_us=$(awk -v c="$((c1 - c0))" -v n="$close_requests" -v hz="$hz" 'BEGIN { printf "%.1f", c / hz * 1e6 / n }')
+    set -- $(load_and_cpu "$port" "Connection: close")
+    close_rps=$1; close_us=$2
 
     h2=$(taskset -c 1 h2load -n 50000 -c 32 -m 10 "https://localhost:$port/get_token" 2>/dev/null |
         awk '/^finished in/ { print $4 }')

@@ -16,7 +16,7 @@ use crate::oauth::{Endpoint, OAuthClient, OAuthError};
 use crate::secret::Secret;
 use crate::server::{self, Listeners};
 use crate::tls::{self, CertResolver};
-use crate::token_store::TokenStore;
+use crate::token_store::{TokenStore, now_unix};
 use crate::{demo, signals, systemd};
 
 /// Bad command line: do not restart, fix the unit.
@@ -279,11 +279,6 @@ fn show(config: &Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Seconds since the Unix epoch.
-fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// When a stored token expires (`obtained_at + expires_in`), if it says.

@@ -17,7 +17,7 @@ use crate::oauth::Pkce;
 use crate::pending::COOKIE_PREFIX;
 use crate::routes::{Body, json_response};
 use crate::secret::Secret;
-use crate::token_store::TokenStore;
+use crate::token_store::{TokenStore, now_unix};
 
 /// Yandex refuses a `state` longer than this.
 const MAX_STATE: usize = 1024;
@@ -59,10 +59,6 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
 /// The request's cookies, as (name, value).
 fn cookies(request: &Request<Incoming>) -> impl Iterator<Item = (&str, &str)> {
     cookie_pairs(request.headers().get_all(header::COOKIE).iter().map(HeaderValue::as_bytes))
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Starts a flow: a fresh state and PKCE pair, sealed into a cookie for

@@ -71,8 +71,7 @@ impl TokenStore {
     /// Unix time now.
     pub fn document(token: Token) -> Value {
         let mut doc: Map<String, Value> = token.into_map();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        doc.insert("obtained_at".to_owned(), Value::from(now));
+        doc.insert("obtained_at".to_owned(), Value::from(now_unix()));
         Value::Object(doc)
     }
 
@@ -129,25 +128,7 @@ impl TokenStore {
     pub fn load(&self) -> Result<Option<Map<String, Value>>, LoadError> {
         load_file(&self.path())
     }
-}
 
-/// Reads a token document; `Ok(None)` when the file does not exist.
-pub fn load_file(path: &Path) -> Result<Option<Map<String, Value>>, LoadError> {
-    {
-        let path = path.to_owned();
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(LoadError::Io(path, err)),
-        };
-        match serde_json::from_slice(&bytes) {
-            Ok(Value::Object(map)) => Ok(Some(map)),
-            _ => Err(LoadError::Corrupt(path)),
-        }
-    }
-}
-
-impl TokenStore {
     /// Puts the directory (0700) and `token.json` (0600) back to private
     /// modes if someone loosened them, and removes temp files a crash left
     /// behind. Returns what it fixed, for the log; never the contents.
@@ -231,6 +212,24 @@ impl TokenStore {
             return Ok(());
         }
         DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)
+    }
+}
+
+/// Seconds since the Unix epoch: the clock of `obtained_at` and expiries.
+pub fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Reads a token document; `Ok(None)` when the file does not exist.
+pub fn load_file(path: &Path) -> Result<Option<Map<String, Value>>, LoadError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(LoadError::Io(path.to_owned(), err)),
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(Some(map)),
+        _ => Err(LoadError::Corrupt(path.to_owned())),
     }
 }
 

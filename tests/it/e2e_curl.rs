@@ -2,12 +2,22 @@
 //! `curl` with a cookie jar, `-L` and `--cacert`, through the fake Yandex to
 //! the token JSON; then `show`, the logs (no secrets), and SIGTERM.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::support::fake_oauth::FakeOAuth;
 use crate::support::pki::TestPki;
 use crate::support::process::{Running, run};
 use crate::support::server::flags_for;
+
+/// `curl -sS -L` with a cookie jar and `--cacert`, as a user checks a
+/// deployment, off the runtime's threads.
+async fn curl_as_a_user(jar: &Path, ca: &Path, url: &str, extra: &[&str]) -> std::process::Output {
+    let mut command = Command::new("curl");
+    command.args(["-sS", "-L", "--max-time", "20"]).args(extra).arg("-c").arg(jar).arg("-b").arg(jar);
+    command.arg("--cacert").arg(ca).arg(url);
+    tokio::task::spawn_blocking(move || command.output().expect("curl is installed")).await.unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_gets_a_token_through_the_whole_flow() {
@@ -21,24 +31,7 @@ async fn curl_gets_a_token_through_the_whole_flow() {
 
     let jar = dir.path().join("cookies.txt");
     let url = format!("https://localhost:{}/get_token", addr.port());
-    let curl = {
-        let (jar, ca, url) = (jar.clone(), pki.ca_pem.clone(), url.clone());
-        tokio::task::spawn_blocking(move || {
-            Command::new("curl")
-                .args(["-sS", "-L", "--max-time", "20", "-w", "\n%{http_code}"])
-                .arg("-c")
-                .arg(&jar)
-                .arg("-b")
-                .arg(&jar)
-                .arg("--cacert")
-                .arg(&ca)
-                .arg(&url)
-                .output()
-                .expect("curl is installed")
-        })
-        .await
-        .unwrap()
-    };
+    let curl = curl_as_a_user(&jar, &pki.ca_pem, &url, &["-w", "\n%{http_code}"]).await;
     let stdout = String::from_utf8_lossy(&curl.stdout);
     assert!(curl.status.success(), "curl failed: {}", String::from_utf8_lossy(&curl.stderr));
     let (body, status) = stdout.rsplit_once('\n').unwrap();
@@ -83,30 +76,17 @@ async fn the_demo_runs_the_whole_flow_for_curl() {
     let (mut demo, addr) = Running::start(&args);
     let ca = token_dir.join("demo-cert.pem");
     let jar = dir.path().join("jar.txt");
-    let curl = |url: String| {
-        let (ca, jar) = (ca.clone(), jar.clone());
-        move || {
-            let out = Command::new("curl")
-                .args(["-sS", "-L", "--max-time", "20"])
-                .arg("-c")
-                .arg(&jar)
-                .arg("-b")
-                .arg(&jar)
-                .arg("--cacert")
-                .arg(&ca)
-                .arg(url)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8(out.stdout).unwrap()
-        }
+    let curl = async |url: String| {
+        let out = curl_as_a_user(&jar, &ca, &url, &[]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
     };
     let base = format!("https://localhost:{}", addr.port());
-    let page = tokio::task::spawn_blocking(curl(format!("{base}/get_token"))).await.unwrap();
+    let page = curl(format!("{base}/get_token")).await;
     assert!(page.contains("DEMO"), "{page}");
     let allow =
         page.split("id=\"allow\" href=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&");
-    let body = tokio::task::spawn_blocking(curl(format!("{base}{allow}"))).await.unwrap();
+    let body = curl(format!("{base}{allow}")).await;
     let token: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}"));
     assert!(token["access_token"].as_str().unwrap().starts_with("demo-"));
     let (code, shown, _) = run(&["show", "--token-dir", token_dir.to_str().unwrap()]);

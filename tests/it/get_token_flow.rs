@@ -218,13 +218,7 @@ async fn a_flood_of_new_flows_does_not_push_out_a_users_flow() {
     let start = user.get(world.server.addr, "/get_token").await;
     let callback = user.get_url(start.location()).await.location().to_owned();
     // 3,000 flows started by someone else, pipelined on one connection.
-    let tcp = tokio::net::TcpStream::connect(world.server.addr).await.unwrap();
-    let config =
-        crate::support::client::client_config(&world.pki.ca_der, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
-    let mut flood = tokio_rustls::TlsConnector::from(config)
-        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut flood = world.tls(&[b"http/1.1"]).await;
     const FLOWS: usize = 3000;
     let requests = "GET /get_token HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(FLOWS);
     flood.write_all(requests.as_bytes()).await.unwrap();

@@ -7,19 +7,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::World;
-use crate::support::client::client_config;
+use crate::support::client::{client_config, tls_connect};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Sends raw bytes over a fresh TLS connection and returns everything the
 /// server answers until it closes (or goes quiet).
 async fn raw(world: &World, bytes: &[u8]) -> String {
-    let tcp = TcpStream::connect(world.server.addr).await.unwrap();
-    let config = client_config(&world.pki.ca_der, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = world.tls(&[b"http/1.1"]).await;
     // The server may answer and close before a huge request is all written.
     let _ = tls.write_all(bytes).await;
     let mut answer = Vec::new();
@@ -177,12 +172,8 @@ async fn plain_http_on_the_tls_port_gets_a_clear_400() {
 async fn tls_without_sni_is_served() {
     let world = World::new().await;
     // An IP address as server name: rustls sends no SNI.
-    let tcp = TcpStream::connect(world.server.addr).await.unwrap();
     let config = client_config(&world.pki.ca_der, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = tls_connect(world.server.addr, "127.0.0.1", config).await;
     tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut answer = String::new();
     tls.read_to_string(&mut answer).await.ok();
@@ -226,12 +217,7 @@ async fn tls_with_an_unknown_sni_is_served() {
 #[tokio::test]
 async fn http2_rapid_reset_is_cut_off_and_the_server_keeps_serving() {
     let world = World::new().await;
-    let tcp = TcpStream::connect(world.server.addr).await.unwrap();
-    let config = client_config(&world.pki.ca_der, &[b"h2"], rustls::DEFAULT_VERSIONS);
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = world.tls(&[b"h2"]).await;
     let (send, connection) = h2::client::handshake(tls).await.unwrap();
     let driver = tokio::spawn(connection);
     let uri = format!("https://localhost:{}/healthz", world.server.addr.port());

@@ -32,12 +32,7 @@ async fn closed_within<S: AsyncReadExt + Unpin>(stream: &mut S, limit: Duration)
 }
 
 async fn tls_stream(world: &World) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(world.server.addr).await.unwrap();
-    let config = client_config(&world.pki.ca_der, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
-    tokio_rustls::TlsConnector::from(config)
-        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
+    world.tls(&[b"http/1.1"]).await
 }
 
 #[tokio::test]
@@ -145,12 +140,7 @@ async fn oversized_http1_headers_get_431() {
 async fn h2_connection(
     world: &World,
 ) -> (h2::client::SendRequest<hyper::body::Bytes>, tokio::task::JoinHandle<()>, usize) {
-    let tcp = TcpStream::connect(world.server.addr).await.unwrap();
-    let config = client_config(&world.pki.ca_der, &[b"h2"], rustls::DEFAULT_VERSIONS);
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = world.tls(&[b"h2"]).await;
     let (send, mut connection) = h2::client::handshake(tls).await.unwrap();
     // The server's SETTINGS arrive with the first exchange.
     let mut send = send.ready().await.unwrap();
@@ -181,12 +171,7 @@ async fn the_http2_stream_cap_is_announced() {
 #[tokio::test]
 async fn an_oversized_http2_header_list_is_refused() {
     let world = World::with(|c| c.limits.max_header_bytes = 8 * 1024).await;
-    let tls = client_config(&world.pki.ca_der, &[b"h2"], rustls::DEFAULT_VERSIONS);
-    let tcp = TcpStream::connect(world.server.addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let stream = world.tls(&[b"h2"]).await;
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         hyper_util::rt::TokioIo::new(stream),

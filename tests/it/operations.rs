@@ -14,7 +14,6 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::ServerName;
 
 use crate::support::client::Client;
 use crate::support::fake_oauth::{FakeOAuth, Mode};
@@ -119,11 +118,7 @@ async fn connect(
     addr: std::net::SocketAddr,
     tls: Arc<rustls::ClientConfig>,
 ) -> (hyper::client::conn::http1::SendRequest<Empty<Bytes>>, Vec<u8>) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let stream = crate::support::client::tls_connect(addr, "localhost", tls).await;
     let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
     let fingerprint = ring::digest::digest(&ring::digest::SHA256, leaf.as_ref()).as_ref().to_vec();
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();

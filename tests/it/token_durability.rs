@@ -124,14 +124,19 @@ async fn flow_with_broken_store(setup: &str, expected_reason: &str) {
     assert!(!stderr.contains(&issued), "the token is in the log: {stderr}");
 }
 
+/// Whether this process may make a private mount namespace (root); says
+/// why the test skips when not.
 fn can_unshare() -> bool {
-    Command::new("unshare").args(["--mount", "true"]).status().is_ok_and(|s| s.success())
+    let can = Command::new("unshare").args(["--mount", "true"]).status().is_ok_and(|s| s.success());
+    if !can {
+        eprintln!("SKIPPED: needs root for a private mount namespace");
+    }
+    can
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_token_directory_still_hands_over_the_token() {
     if !can_unshare() {
-        eprintln!("SKIPPED: needs root for a private mount namespace");
         return;
     }
     flow_with_broken_store(
@@ -144,7 +149,6 @@ async fn a_read_only_token_directory_still_hands_over_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_token_directory_still_hands_over_the_token() {
     if !can_unshare() {
-        eprintln!("SKIPPED: needs root for a private mount namespace");
         return;
     }
     // A 64 KiB tmpfs filled to the last block.

@@ -57,6 +57,16 @@ pub fn client_config(
     Arc::new(config)
 }
 
+/// A TLS connection to `addr`, verifying the server as `name`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    name: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    TlsConnector::from(config).connect(ServerName::try_from(name.to_owned()).unwrap(), tcp).await.unwrap()
+}
+
 impl Client {
     pub fn new(ca: &CertificateDer<'static>) -> Client {
         Client { tls: client_config(ca, &[b"http/1.1"], rustls::DEFAULT_VERSIONS), cookies: Vec::new() }
@@ -85,11 +95,7 @@ impl Client {
         target: &str,
         body: &'static str,
     ) -> Reply {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let tls = TlsConnector::from(self.tls.clone())
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
+        let tls = tls_connect(addr, "localhost", self.tls.clone()).await;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let mut request = Request::builder().method(method).uri(target);
         if h2 {

@@ -48,4 +48,10 @@ impl World {
     pub fn client(&self) -> Client {
         Client::new(&self.pki.ca_der)
     }
+
+    /// A raw TLS connection to our server, offering `alpn`.
+    pub async fn tls(&self, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let config = client::client_config(&self.pki.ca_der, alpn, rustls::DEFAULT_VERSIONS);
+        client::tls_connect(self.server.addr, "localhost", config).await
+    }
 }
