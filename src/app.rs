@@ -64,8 +64,13 @@ impl App {
         })?;
         let secret = read_secret(&secret_file)?;
         let oauth = oauth_client(config, secret)?;
-        let pair = tls::load_pair(&config.cert, &config.key)?;
-        let certs = Arc::new(CertResolver::new(pair, Some((config.cert.clone(), config.key.clone()))));
+        let certs = match &config.acme {
+            Some(acme) => acme_resolver(acme)?,
+            None => {
+                let pair = tls::load_pair(&config.cert, &config.key)?;
+                Arc::new(CertResolver::new(pair, Some((config.cert.clone(), config.key.clone()))))
+            }
+        };
         let token_dir = config.token_dir.clone().ok_or_else(|| StartupError::msg("no token directory"))?;
         let store = TokenStore::new(token_dir);
         // A token directory that cannot be fixed (read-only, say) is no
@@ -130,12 +135,32 @@ impl App {
 impl App {
     /// Publishes the served certificate's expiry to `/metrics`.
     fn note_certificate_expiry(&self) {
+        if self.certs.pending() {
+            return;
+        }
         if let Some(not_after) =
             self.certs.current().cert.first().and_then(|leaf| crate::metrics::not_after(leaf))
         {
             self.metrics.certificate_expires(not_after);
         }
     }
+}
+
+/// The resolver for ACME: a self-signed placeholder for the names until
+/// the ACME task installs the real certificate.
+#[cfg(feature = "acme")]
+fn acme_resolver(acme: &crate::config::AcmeSettings) -> Result<Arc<CertResolver>, StartupError> {
+    let placeholder = crate::challenge::placeholder_certificate(&acme.domains)
+        .map_err(|why| StartupError::msg(format!("cannot make the placeholder certificate: {why}")))?;
+    Ok(Arc::new(CertResolver::acme(placeholder, Arc::new(tokio::sync::Notify::new()))))
+}
+
+/// Without the `acme` feature, `--acme-domain` is refused by name.
+#[cfg(not(feature = "acme"))]
+fn acme_resolver(_: &crate::config::AcmeSettings) -> Result<Arc<CertResolver>, StartupError> {
+    Err(StartupError::msg(
+        "--acme-domain: this build has no ACME support (cargo feature \"acme\"); use --cert and --key",
+    ))
 }
 
 /// The OAuth client for `config`, with the given secret: requires

@@ -111,6 +111,15 @@ fn serve(config: &Config) -> Result<(), Failure> {
         Err(err) => crate::warn!("cannot raise the open-files limit: {err}"),
     }
     let app = Arc::new(App::from_config(config).map_err(Failure::config)?);
+    #[cfg(feature = "acme")]
+    let acme = config
+        .acme
+        .clone()
+        .map(|settings| {
+            crate::acme::Manager::new(settings, app.store.dir(), app.certs.clone(), &config.limits)
+        })
+        .transpose()
+        .map_err(Failure::config)?;
     let runtime = runtime()?;
     runtime.block_on(async {
         let listeners = match activated {
@@ -120,6 +129,18 @@ fn serve(config: &Config) -> Result<(), Failure> {
                 http: config.redirect_listen.map(|addr| bind(addr, "the HTTP redirect")).transpose()?,
             },
         };
+        if listeners.http.is_none()
+            && config.acme.as_ref().is_some_and(|acme| acme.challenge == crate::config::AcmeChallenge::Http01)
+        {
+            return Err(Failure::config(StartupError::msg(
+                "--acme-challenge http-01 is answered on the plain-HTTP listener: pass --redirect-listen [::]:80 \
+                 (or enable yandex-token-http.socket)",
+            )));
+        }
+        #[cfg(feature = "acme")]
+        if let Some(acme) = acme {
+            tokio::spawn(acme.run(app.clone()));
+        }
         serve_on(listeners, app).await
     })
 }
@@ -140,7 +161,16 @@ async fn serve_on(listeners: Listeners, app: Arc<App>) -> Result<(), Failure> {
         crate::info!("redirecting http://{addr} to https");
         addresses.push(format!("http://{addr}"));
     }
-    app.notify.ready(&format!("serving {}", addresses.join(" ")));
+    if app.certs.pending() {
+        // READY=1 comes from the ACME task, with the certificate.
+        crate::info!("waiting for the ACME certificate; requests get 503 certificate_pending until then");
+        app.notify.waiting(
+            &format!("listening on {}; waiting for the ACME certificate", addresses.join(" ")),
+            std::time::Duration::from_secs(600),
+        );
+    } else {
+        app.notify.ready(&format!("serving {}", addresses.join(" ")));
+    }
     let notify_app = app.clone();
     let shutdown = async move {
         shutdown.await;
@@ -289,7 +319,7 @@ fn expires_at(doc: &serde_json::Map<String, serde_json::Value>) -> Option<u64> {
 }
 
 /// `YYYY-MM-DD` of a Unix time (UTC), by the civil-from-days algorithm.
-fn date(unix: u64) -> String {
+pub fn date(unix: u64) -> String {
     let days = (unix / 86_400) as i64 + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
@@ -379,13 +409,24 @@ fn check(config: &Config) -> ExitCode {
                 .into(),
         ),
     }
-    match tls::load_pair(&config.cert, &config.key) {
-        Ok(_) => fine.push(format!(
-            "certificate {} and key {} load and match",
-            config.cert.display(),
-            config.key.display()
-        )),
-        Err(err) => problems.push(err.to_string()),
+    match &config.acme {
+        Some(acme) if cfg!(feature = "acme") => {
+            fine.push(format!("ACME for {} from {}", acme.domains.join(", "), acme.directory));
+            if let Err(err) = tls::client_config(true, acme.ca_file.as_deref(), &[]) {
+                problems.push(err.to_string());
+            }
+        }
+        Some(_) => {
+            problems.push("--acme-domain: this build has no ACME support (cargo feature \"acme\")".into())
+        }
+        None => match tls::load_pair(&config.cert, &config.key) {
+            Ok(_) => fine.push(format!(
+                "certificate {} and key {} load and match",
+                config.cert.display(),
+                config.key.display()
+            )),
+            Err(err) => problems.push(err.to_string()),
+        },
     }
     match tls::client_config(true, config.ca_file.as_deref(), &[]) {
         Ok(_) => fine.push(format!("trust anchors for {:?} loaded", config.token_endpoint)),

@@ -99,6 +99,48 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "PEM private key (PKCS#8, SEC1 or PKCS#1; RSA or ECDSA)",
     },
     OptionSpec {
+        flag: "acme-domain",
+        env: "YANDEX_TOKEN_ACME_DOMAINS",
+        value: "DOMAIN",
+        default: "off (env: comma-separated; the flag repeats)",
+        help: "get and renew the certificate for DOMAIN over ACME; --cert and --key are then unused",
+    },
+    OptionSpec {
+        flag: "acme-email",
+        env: "YANDEX_TOKEN_ACME_EMAIL",
+        value: "EMAIL",
+        default: "none",
+        help: "contact address for the ACME account (expiry notices)",
+    },
+    OptionSpec {
+        flag: "acme-directory",
+        env: "YANDEX_TOKEN_ACME_DIRECTORY",
+        value: "URL",
+        default: "https://acme-v02.api.letsencrypt.org/directory (staging: https://acme-staging-v02.api.letsencrypt.org/directory)",
+        help: "the ACME server's directory URL",
+    },
+    OptionSpec {
+        flag: "acme-ca-file",
+        env: "YANDEX_TOKEN_ACME_CA_FILE",
+        value: "PATH",
+        default: "none",
+        help: "extra PEM trust anchors for the ACME server, on top of the system's",
+    },
+    OptionSpec {
+        flag: "acme-challenge",
+        env: "YANDEX_TOKEN_ACME_CHALLENGE",
+        value: "TYPE",
+        default: "tls-alpn-01",
+        help: "tls-alpn-01 (port 443 only) or http-01 (answered on the plain-HTTP listener)",
+    },
+    OptionSpec {
+        flag: "acme-retry",
+        env: "YANDEX_TOKEN_ACME_RETRY",
+        value: "DURATION",
+        default: "1m",
+        help: "first wait after a failed ACME order; doubles on each failure up to 1 day",
+    },
+    OptionSpec {
         flag: "client-id",
         env: "YANDEX_TOKEN_CLIENT_ID",
         value: "ID",
@@ -262,7 +304,7 @@ pub const OPTIONS: &[OptionSpec] = &[
 ];
 
 /// Options that may be given more than once.
-const REPEATABLE: &[&str] = &["allow-login"];
+const REPEATABLE: &[&str] = &["allow-login", "acme-domain"];
 
 /// Limits on what peers can make the server hold or wait for. Each has a
 /// default fit for a single-user service on a small machine.
@@ -365,7 +407,38 @@ pub struct Config {
     pub notify_socket: Option<String>,
     /// Stderr goes to journald (`JOURNAL_STREAM` is set): log with `<N>` priorities.
     pub journal: bool,
+    /// Certificates over ACME instead of `--cert`/`--key`, when set.
+    pub acme: Option<AcmeSettings>,
 }
+
+/// How an ACME challenge is answered (RFC 8737, RFC 8555 §8.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// A self-signed certificate on port 443, chosen by the `acme-tls/1` ALPN.
+    TlsAlpn01,
+    /// `/.well-known/acme-challenge/TOKEN` on the plain-HTTP listener.
+    Http01,
+}
+
+/// The `--acme-*` options: which names, which CA, which challenge.
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    /// The names on the certificate, lowercased, in the order given.
+    pub domains: Vec<String>,
+    /// The account's contact address.
+    pub email: Option<String>,
+    /// The directory URL.
+    pub directory: String,
+    /// Extra trust anchors for the directory.
+    pub ca_file: Option<PathBuf>,
+    /// How the CA checks we hold the names.
+    pub challenge: AcmeChallenge,
+    /// The first wait after a failure.
+    pub retry: Duration,
+}
+
+/// Let's Encrypt's production directory, the default.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 /// The outcome of parsing the command line.
 #[derive(Debug)]
@@ -586,7 +659,92 @@ fn build(
         activation: Activation::from_env(&env).map_err(ConfigError)?,
         notify_socket: env("NOTIFY_SOCKET"),
         journal: env("JOURNAL_STREAM").is_some(),
+        acme: parse_acme(&raw)?,
     })
+}
+
+/// The `--acme-*` options; `None` unless `--acme-domain` is given.
+fn parse_acme(raw: &impl Fn(&str) -> Option<(String, String)>) -> Result<Option<AcmeSettings>, ConfigError> {
+    let Some((source, value)) = raw("acme-domain") else {
+        for flag in ["acme-email", "acme-directory", "acme-ca-file", "acme-challenge", "acme-retry"] {
+            if let Some((source, _)) = raw(flag) {
+                return Err(ConfigError(format!("{source} needs --acme-domain")));
+            }
+        }
+        return Ok(None);
+    };
+    let mut domains = Vec::new();
+    for domain in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let domain = domain.to_ascii_lowercase();
+        if !valid_domain(&domain) {
+            return Err(ConfigError(format!(
+                "{source}: {domain:?} is not a DNS name such as token.example.com"
+            )));
+        }
+        if !domains.contains(&domain) {
+            domains.push(domain);
+        }
+    }
+    if domains.is_empty() {
+        return Err(ConfigError(format!("{source}: no domain given")));
+    }
+    let email = raw("acme-email")
+        .map(|(source, value)| {
+            let plausible =
+                value.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+                    && !value.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',');
+            if plausible {
+                Ok(value)
+            } else {
+                Err(ConfigError(format!("{source}: {value:?} is not an email address")))
+            }
+        })
+        .transpose()?;
+    let directory = match raw("acme-directory") {
+        Some((source, value)) => {
+            Endpoint::parse(&value).map_err(|why| ConfigError(format!("{source}: {value:?} {why}")))?;
+            value
+        }
+        None => LETS_ENCRYPT.to_owned(),
+    };
+    let challenge = match raw("acme-challenge") {
+        None => AcmeChallenge::TlsAlpn01,
+        Some((_, value)) if value == "tls-alpn-01" => AcmeChallenge::TlsAlpn01,
+        Some((_, value)) if value == "http-01" => AcmeChallenge::Http01,
+        Some((source, value)) => {
+            return Err(ConfigError(format!("{source}: {value:?} is not tls-alpn-01 or http-01")));
+        }
+    };
+    let retry = match raw("acme-retry") {
+        Some((source, value)) => parse_duration(&value).filter(|d| !d.is_zero()).ok_or_else(|| {
+            ConfigError(format!("{source}: {value:?} is not a duration such as 1m, 30s or 1h"))
+        })?,
+        None => Duration::from_secs(60),
+    };
+    Ok(Some(AcmeSettings {
+        domains,
+        email,
+        directory,
+        ca_file: raw("acme-ca-file").map(|(_, value)| PathBuf::from(value)),
+        challenge,
+        retry,
+    }))
+}
+
+/// Whether `name` is a DNS name a public CA could put on a certificate:
+/// dot-separated labels of letters, digits and inner hyphens. No
+/// wildcards (they need DNS-01) and no IP addresses.
+pub fn valid_domain(name: &str) -> bool {
+    name.len() <= 253
+        && name.contains('.')
+        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// The limit flags over [`Limits::default`].

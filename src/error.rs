@@ -40,6 +40,8 @@ pub enum AppError {
     /// The token belongs to a Yandex account not on `--allow-login`; it
     /// was revoked and not stored.
     LoginNotAllowed(String),
+    /// Only the ACME placeholder certificate is served so far.
+    CertificatePending,
     /// No route for this path.
     NotFound,
     /// The path exists but not for this method; the value is `Allow`.
@@ -56,6 +58,7 @@ impl AppError {
             AppError::Upstream(err) => err.status(),
             AppError::StoreFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::LoginNotAllowed(_) => StatusCode::FORBIDDEN,
+            AppError::CertificatePending => StatusCode::SERVICE_UNAVAILABLE,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -83,6 +86,11 @@ impl AppError {
                 "login_not_allowed",
                 format!("tokens of the Yandex account '{login}' are not kept here; the token was revoked"),
             ),
+            AppError::CertificatePending => (
+                "certificate_pending",
+                "this server is still getting its TLS certificate over ACME; try again in a minute"
+                    .to_owned(),
+            ),
             AppError::NotFound => ("not_found", "no such path".to_owned()),
             AppError::MethodNotAllowed(allow) => ("method_not_allowed", format!("this path allows {allow}")),
         };
@@ -98,18 +106,27 @@ impl AppError {
             AppError::Upstream(err) => err.kind(),
             AppError::StoreFailed { .. } => "store_failed",
             AppError::LoginNotAllowed(_) => "login_not_allowed",
+            AppError::CertificatePending => "certificate_pending",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed(_) => "method_not_allowed",
         }
     }
 
-    /// The response: status, JSON body, and `Allow` for 405.
+    /// The response: status, JSON body, `Allow` for 405, `Retry-After` for 503.
     pub fn into_response(self) -> hyper::Response<Body> {
         let mut response = json_response(self.status(), &self.body());
-        if let AppError::MethodNotAllowed(allow) = self {
-            response
-                .headers_mut()
-                .insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static(allow));
+        match self {
+            AppError::MethodNotAllowed(allow) => {
+                response
+                    .headers_mut()
+                    .insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static(allow));
+            }
+            AppError::CertificatePending => {
+                response
+                    .headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("30"));
+            }
+            _ => {}
         }
         response
     }

@@ -6,7 +6,10 @@
 //! [`config`] parses the command line once; [`commands`] runs each command;
 //! [`demo`] is the stand-in provider for `yandex-token demo`.
 
+#[cfg(feature = "acme")]
+pub mod acme;
 pub mod app;
+pub mod challenge;
 pub mod commands;
 pub mod config;
 pub mod connections;

@@ -121,10 +121,15 @@ impl Metrics {
     }
 }
 
-/// The `notAfter` of a DER X.509 certificate, as a Unix time. A small DER
-/// walk (Certificate -> TBSCertificate -> Validity) rather than an X.509
-/// crate: this is the only field we read.
+/// The `notAfter` of a DER X.509 certificate, as a Unix time.
 pub fn not_after(cert: &[u8]) -> Option<i64> {
+    validity(cert).map(|(_, not_after)| not_after)
+}
+
+/// The `notBefore` and `notAfter` of a DER X.509 certificate, as Unix
+/// times. A small DER walk (Certificate -> TBSCertificate -> Validity)
+/// rather than an X.509 crate: these are the only fields we read.
+pub fn validity(cert: &[u8]) -> Option<(i64, i64)> {
     let (_, certificate, _) = der_element(cert)?;
     let (_, mut tbs, _) = der_element(certificate)?;
     // version [0] is optional; then serial, signature, issuer, validity.
@@ -136,9 +141,10 @@ pub fn not_after(cert: &[u8]) -> Option<i64> {
         tbs = der_element(tbs)?.2;
     }
     let (_, validity, _) = der_element(tbs)?;
-    let (_, _, after_not_before) = der_element(validity)?;
+    let (tag, time, after_not_before) = der_element(validity)?;
+    let not_before = parse_time(tag, std::str::from_utf8(time).ok()?)?;
     let (tag, time, _) = der_element(after_not_before)?;
-    parse_time(tag, std::str::from_utf8(time).ok()?)
+    Some((not_before, parse_time(tag, std::str::from_utf8(time).ok()?)?))
 }
 
 /// Splits one DER element off `input`: (tag, contents, rest).
@@ -195,10 +201,12 @@ mod tests {
     fn not_after_is_read_from_a_real_certificate() {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 2, 29);
         params.not_after = rcgen::date_time_ymd(2031, 7, 15);
         let cert = params.self_signed(&key).unwrap();
         // 2031-07-15T00:00:00Z
         assert_eq!(not_after(cert.der()), Some(1_941_840_000));
+        assert_eq!(validity(cert.der()), Some((951_782_400, 1_941_840_000)));
     }
 
     #[test]

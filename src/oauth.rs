@@ -393,62 +393,75 @@ impl OAuthClient {
         self.send(endpoint, request).await
     }
 
-    /// One request on a fresh connection: TCP (connect timeout), TLS, HTTP/1.1.
+    /// One request to `endpoint` on a fresh connection.
     async fn send(
         &self,
         endpoint: &Endpoint,
         request: Result<Request<Full<Bytes>>, hyper::http::Error>,
     ) -> Result<(StatusCode, Bytes), OAuthError> {
-        let mut request =
+        let request =
             request.map_err(|err| OAuthError::Unreachable(format!("building the request: {err}")))?;
-        let headers = request.headers_mut();
-        headers.insert(
-            HOST,
-            endpoint.authority.parse().map_err(|_| OAuthError::Unreachable("bad host".into()))?,
-        );
-        headers.insert(ACCEPT, hyper::header::HeaderValue::from_static("application/json"));
-        headers.insert(
-            USER_AGENT,
-            hyper::header::HeaderValue::from_static(concat!("yandex-token/", env!("CARGO_PKG_VERSION"))),
-        );
-        let tcp = with_timeout(
-            self.limits.connect_timeout,
-            "connect",
-            TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
-        )
-        .await?
-        .map_err(|err| OAuthError::Unreachable(format!("connect to {}: {err}", endpoint.authority)))?;
-        tcp.set_nodelay(true).ok();
-        let tls = self
-            .connector
-            .connect(endpoint.server_name(), tcp)
-            .await
-            .map_err(|err| OAuthError::Unreachable(format!("TLS with {}: {err}", endpoint.authority)))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|err| OAuthError::Unreachable(format!("HTTP with {}: {err}", endpoint.authority)))?;
-        // The connection is driven by its own task and torn down with this
-        // future, whichever way it ends (a timeout included).
-        let _connection = AbortOnDrop(tokio::spawn(async move {
-            connection.await.ok();
-        }));
-        let response = sender.send_request(request).await.map_err(|err| {
-            OAuthError::Unreachable(format!("request to {} failed: {err}", endpoint.authority))
-        })?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), self.limits.max_body)
-            .collect()
-            .await
-            .map_err(|err| {
-                if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    OAuthError::BadResponse(format!("body larger than {} bytes", self.limits.max_body))
-                } else {
-                    OAuthError::Unreachable(format!("reading the answer failed: {err}"))
-                }
-            })?
-            .to_bytes();
-        Ok((status, body))
+        let (parts, body) = https_request(&self.connector, &self.limits, endpoint, request).await?;
+        Ok((parts.status, body))
     }
+}
+
+/// One HTTPS request on a fresh connection: TCP (connect timeout), TLS,
+/// HTTP/1.1, the answer's body read up to the cap. The request's target
+/// is sent as given; `Host`, `Accept` (unless set) and `User-Agent` are
+/// added. The token endpoint and the ACME server both go through here.
+pub async fn https_request(
+    connector: &TlsConnector,
+    limits: &ClientLimits,
+    endpoint: &Endpoint,
+    mut request: Request<Full<Bytes>>,
+) -> Result<(hyper::http::response::Parts, Bytes), OAuthError> {
+    let headers = request.headers_mut();
+    headers.insert(HOST, endpoint.authority.parse().map_err(|_| OAuthError::Unreachable("bad host".into()))?);
+    if !headers.contains_key(ACCEPT) {
+        headers.insert(ACCEPT, hyper::header::HeaderValue::from_static("application/json"));
+    }
+    headers.insert(
+        USER_AGENT,
+        hyper::header::HeaderValue::from_static(concat!("yandex-token/", env!("CARGO_PKG_VERSION"))),
+    );
+    let tcp = with_timeout(
+        limits.connect_timeout,
+        "connect",
+        TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
+    )
+    .await?
+    .map_err(|err| OAuthError::Unreachable(format!("connect to {}: {err}", endpoint.authority)))?;
+    tcp.set_nodelay(true).ok();
+    let tls = connector
+        .connect(endpoint.server_name(), tcp)
+        .await
+        .map_err(|err| OAuthError::Unreachable(format!("TLS with {}: {err}", endpoint.authority)))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|err| OAuthError::Unreachable(format!("HTTP with {}: {err}", endpoint.authority)))?;
+    // The connection is driven by its own task and torn down with this
+    // future, whichever way it ends (a timeout included).
+    let _connection = AbortOnDrop(tokio::spawn(async move {
+        connection.await.ok();
+    }));
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|err| OAuthError::Unreachable(format!("request to {} failed: {err}", endpoint.authority)))?;
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, limits.max_body)
+        .collect()
+        .await
+        .map_err(|err| {
+            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                OAuthError::BadResponse(format!("body larger than {} bytes", limits.max_body))
+            } else {
+                OAuthError::Unreachable(format!("reading the answer failed: {err}"))
+            }
+        })?
+        .to_bytes();
+    Ok((parts, body))
 }
 
 /// Sorts an answer into a token, the provider's OAuth error, or junk.
@@ -480,7 +493,7 @@ fn truncate(text: &str, max_chars: usize) -> String {
 }
 
 /// Runs `future` for at most `limit`, naming the phase on timeout.
-async fn with_timeout<T>(
+pub async fn with_timeout<T>(
     limit: Duration,
     phase: &'static str,
     future: impl Future<Output = T>,

@@ -48,6 +48,7 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
         && request.uri().authority().is_none();
     let result = match (request.method(), request.uri().path()) {
         _ if hostless => Err(AppError::BadRequest("HTTP/1.1 requires a Host header".into())),
+        _ if app.certs.pending() => Err(AppError::CertificatePending),
         (&Method::GET, "/get_token") => get_token::handle(&request, app).await,
         (_, "/get_token") => Err(AppError::MethodNotAllowed("GET")),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(text_response(StatusCode::OK, "ok\n")),

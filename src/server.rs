@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
+use crate::challenge::{ACME_TLS_ALPN, HTTP01_PREFIX};
 use crate::connections::{Activity, Opening, Prefixed, Tracked, Tracker, read_opening};
 use crate::error::AppError;
 use crate::routes::{self, Body};
@@ -203,6 +204,12 @@ async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, ac
             else {
                 return;
             };
+            if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                // A tls-alpn-01 validator has seen the challenge certificate:
+                // that was the whole exchange (RFC 8737 §3).
+                tls.shutdown().await.ok();
+                return;
+            }
             if !has_plaintext(&mut tls) && !first_bytes(tls.get_ref().0.inner(), &activity, shared).await {
                 return;
             }
@@ -221,11 +228,14 @@ async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, ac
             if !first_bytes(&tcp, &activity, shared).await {
                 return;
             }
-            let public_host = shared.app.public_host.clone();
+            let app = shared.app.clone();
             let on_request = activity.clone();
             let service = service_fn(move |request| {
                 let _guard = on_request.request_started();
-                let response = redirect_to_https(&request, https_port, public_host.as_deref());
+                let response = match request.uri().path().strip_prefix(HTTP01_PREFIX) {
+                    Some(token) if app.certs.is_acme() => answer_http01(&request, token, &app),
+                    _ => redirect_to_https(&request, https_port, app.public_host.as_deref()),
+                };
                 async move { Ok::<_, Infallible>(response) }
             });
             let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
@@ -377,6 +387,26 @@ fn redirect_to_https(
         None => AppError::BadRequest("missing or invalid Host header".into()).into_response(),
     };
     routes::log_access(request.method(), request.uri().path(), response.status(), started, None);
+    response
+}
+
+/// An http-01 validator's fetch (RFC 8555 §8.3): the key authorization
+/// for an open challenge, 404 JSON for any other token.
+fn answer_http01(request: &Request<Incoming>, token: &str, app: &App) -> Response<Body> {
+    let started = Instant::now();
+    let response = match app.certs.challenges().http(token) {
+        Some(key_authorization) if request.method() == hyper::Method::GET => {
+            let mut response = Response::new(Body::new(key_authorization.into()));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            response
+        }
+        Some(_) => AppError::MethodNotAllowed("GET").into_response(),
+        None => AppError::NotFound.into_response(),
+    };
+    // The path holds the token: log the prefix only.
+    routes::log_access(request.method(), HTTP01_PREFIX, response.status(), started, None);
     response
 }
 

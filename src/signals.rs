@@ -32,7 +32,11 @@ pub fn reload_on_hangup(app: Arc<App>) -> io::Result<impl Future<Output = ()>> {
         while hup.recv().await.is_some() {
             app.notify.reloading();
             let errors = app.reload();
-            if errors.is_empty() {
+            if app.certs.pending() {
+                // Not ready before (waiting for ACME): stay that way.
+                app.notify.status("SIGHUP: client secret reloaded; still waiting for the certificate");
+                errors.iter().for_each(|err| crate::error!("SIGHUP: reload failed: {err}"));
+            } else if errors.is_empty() {
                 crate::info!("SIGHUP: certificate, key and client secret reloaded");
                 app.notify.ready("serving; configuration reloaded");
             } else {

@@ -124,6 +124,17 @@ impl Notifier {
         self.send(&format!("READY=1\nSTATUS={status}"));
     }
 
+    /// Not ready yet (waiting for a certificate): says what for, and asks
+    /// systemd for `extend` more time to start, since the wait is progress.
+    pub fn waiting(&self, status: &str, extend: std::time::Duration) {
+        self.send(&format!("STATUS={status}\nEXTEND_TIMEOUT_USEC={}", extend.as_micros()));
+    }
+
+    /// A new status line while serving.
+    pub fn status(&self, status: &str) {
+        self.send(&format!("STATUS={status}"));
+    }
+
     /// A reload starts; systemd waits for the next `READY=1`.
     pub fn reloading(&self) {
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
@@ -15,6 +16,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::challenge::{ACME_TLS_ALPN, Challenges};
 use crate::error::StartupError;
 
 /// The one crypto provider of the crate: ring, chosen explicitly so no
@@ -72,57 +74,148 @@ pub fn certified_key(
     }
 }
 
+/// Where the served certificate comes from, and so what SIGHUP does.
+pub enum CertSource {
+    /// `--cert`/`--key`: SIGHUP re-reads them.
+    Files(PathBuf, PathBuf),
+    /// Made in memory (the demo): nothing to reload.
+    Memory,
+    /// ACME: SIGHUP wakes the ACME task, which re-reads its cache.
+    Acme(Arc<tokio::sync::Notify>),
+}
+
+impl fmt::Debug for CertSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertSource::Files(cert, key) => f.debug_tuple("Files").field(cert).field(key).finish(),
+            CertSource::Memory => f.write_str("Memory"),
+            CertSource::Acme(_) => f.write_str("Acme"),
+        }
+    }
+}
+
 /// The certificate the server presents, swappable at run time. Every new
-/// handshake asks for the current one; open connections keep theirs.
+/// handshake asks for the current one; open connections keep theirs. With
+/// ACME it also answers tls-alpn-01 validators, and knows whether the
+/// served certificate is only the placeholder.
 pub struct CertResolver {
     current: RwLock<Arc<CertifiedKey>>,
-    /// The certificate and key files; `None` for a pair made in memory.
-    source: Option<(PathBuf, PathBuf)>,
+    source: CertSource,
+    /// True while only the ACME placeholder is served.
+    pending: AtomicBool,
+    challenges: Arc<Challenges>,
 }
 
 impl CertResolver {
     /// A resolver serving `initial`, reloadable from `source` (certificate
     /// path, key path) when given.
     pub fn new(initial: Arc<CertifiedKey>, source: Option<(PathBuf, PathBuf)>) -> Self {
-        CertResolver { current: RwLock::new(initial), source }
+        let source = source.map_or(CertSource::Memory, |(cert, key)| CertSource::Files(cert, key));
+        CertResolver {
+            current: RwLock::new(initial),
+            source,
+            pending: AtomicBool::new(false),
+            challenges: Arc::default(),
+        }
+    }
+
+    /// A resolver for ACME: serves `placeholder` (and counts as pending)
+    /// until [`CertResolver::install`]; SIGHUP notifies `wake`.
+    pub fn acme(placeholder: Arc<CertifiedKey>, wake: Arc<tokio::sync::Notify>) -> Self {
+        CertResolver {
+            current: RwLock::new(placeholder),
+            source: CertSource::Acme(wake),
+            pending: AtomicBool::new(true),
+            challenges: Arc::default(),
+        }
     }
 
     /// Re-reads the certificate and key from their paths. On any error the
-    /// old pair stays in service and the error says why.
+    /// old pair stays in service and the error says why. Under ACME it asks
+    /// the ACME task to look at its cache again.
     pub fn reload(&self) -> Result<(), StartupError> {
-        let Some((cert, key)) = &self.source else { return Ok(()) };
-        let fresh = load_pair(cert, key)?;
-        *self.current.write().unwrap_or_else(|poison| poison.into_inner()) = fresh;
+        match &self.source {
+            CertSource::Files(cert, key) => {
+                let fresh = load_pair(cert, key)?;
+                *self.current.write().unwrap_or_else(|poison| poison.into_inner()) = fresh;
+            }
+            CertSource::Memory => {}
+            CertSource::Acme(wake) => wake.notify_one(),
+        }
         Ok(())
+    }
+
+    /// Serves `fresh` from the next handshake on.
+    pub fn install(&self, fresh: Arc<CertifiedKey>) {
+        *self.current.write().unwrap_or_else(|poison| poison.into_inner()) = fresh;
+        self.pending.store(false, Ordering::Release);
     }
 
     /// The certificate currently served.
     pub fn current(&self) -> Arc<CertifiedKey> {
         self.current.read().unwrap_or_else(|poison| poison.into_inner()).clone()
     }
+
+    /// Whether only the ACME placeholder is served: requests are told to wait.
+    pub fn pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// What SIGHUP notifies under ACME; `None` otherwise.
+    pub fn acme_wake(&self) -> Option<Arc<tokio::sync::Notify>> {
+        match &self.source {
+            CertSource::Acme(wake) => Some(wake.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether certificates come over ACME.
+    pub fn is_acme(&self) -> bool {
+        matches!(self.source, CertSource::Acme(_))
+    }
+
+    /// The open ACME challenges this resolver answers.
+    pub fn challenges(&self) -> &Arc<Challenges> {
+        &self.challenges
+    }
 }
 
 impl fmt::Debug for CertResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertResolver").field("source", &self.source).finish_non_exhaustive()
+        f.debug_struct("CertResolver")
+            .field("source", &self.source)
+            .field("pending", &self.pending())
+            .finish_non_exhaustive()
     }
 }
 
 impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // A tls-alpn-01 validator offers acme-tls/1 alone (RFC 8737 §3) and
+        // gets the challenge certificate or nothing, never the real one.
+        let mut offered = hello.alpn().into_iter().flatten();
+        if offered.next() == Some(ACME_TLS_ALPN) && offered.next().is_none() {
+            return hello.server_name().and_then(|name| self.challenges.tls_alpn(name));
+        }
         Some(self.current())
     }
 }
 
 /// The server configuration: TLS 1.3 and 1.2 only, no client auth, ALPN
-/// `h2` then `http/1.1`, certificates from `resolver`.
+/// `h2` then `http/1.1` (then `acme-tls/1` under ACME), certificates from
+/// `resolver`.
 pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, StartupError> {
+    let resolver_is_acme = resolver.is_acme();
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|err| StartupError::with("TLS server configuration", err))?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if resolver_is_acme {
+        // Last, so no ordinary client is ever answered with it.
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     // Our order (ring's: AES-GCM first, ChaCha20 for clients without AES
     // hardware) wins over the client's, as scanners expect.
     config.ignore_client_order = true;

@@ -4,6 +4,8 @@
 mod support;
 
 mod accounts;
+#[cfg(feature = "acme")]
+mod acme;
 mod cli;
 mod e2e_curl;
 mod get_token_flow;

@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod fake_oauth;
+#[cfg(feature = "acme")]
+pub mod pebble;
 pub mod pki;
 pub mod process;
 pub mod server;

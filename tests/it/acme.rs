@@ -1,0 +1,222 @@
+//! Issue 7: the certificate from ACME, against Pebble (Let's Encrypt's test
+//! CA) validating on our real listeners: tls-alpn-01 and http-01, the
+//! chain checked against Pebble's root, the cache reused across a
+//! restart, a forced renewal under an open connection, and a CA that goes
+//! away while the old certificate stays in service.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::client::{client_config, tls_connect};
+use crate::support::pebble::{self, Pebble};
+use crate::support::pki::TestPki;
+use crate::support::process::Running;
+
+const DOMAIN: &str = "token.example.com";
+
+/// Ports, files and flags for one server under test.
+struct Setup {
+    pki: TestPki,
+    dir: tempfile::TempDir,
+    https: u16,
+    http: u16,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            pki: TestPki::new(),
+            dir: tempfile::tempdir().unwrap(),
+            https: pebble::free_port(),
+            http: pebble::free_port(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.https))
+    }
+
+    fn token_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("tokens")
+    }
+
+    fn start_server(&self, pebble: &Pebble, extra: &[&str]) -> Running {
+        self.start_with(
+            pebble::acme_flags(&pebble.directory, &pebble.listener_ca, DOMAIN, &self.token_dir()),
+            extra,
+        )
+    }
+
+    fn start_with(&self, acme_flags: Vec<String>, extra: &[&str]) -> Running {
+        let secret = self.dir.path().join("secret");
+        std::fs::write(&secret, "s3cr3t\n").unwrap();
+        let mut args: Vec<String> = [
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", self.https),
+            "--redirect-listen",
+            &format!("127.0.0.1:{}", self.http),
+            "--client-id",
+            "test-app",
+            "--client-secret-file",
+            secret.to_str().unwrap(),
+            "--acme-retry",
+            "200ms",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(acme_flags);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Running::start(&args).0
+    }
+}
+
+/// Connects as a browser would to DOMAIN, trusting only `root`; returns the
+/// verified connection and the leaf it was shown.
+async fn connect(
+    addr: SocketAddr,
+    root: &CertificateDer<'static>,
+) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
+    let tls = tls_connect(addr, DOMAIN, client_config(root, &[b"http/1.1"], rustls::DEFAULT_VERSIONS)).await;
+    let leaf = tls.get_ref().1.peer_certificates().expect("a certificate")[0].to_vec();
+    (tls, leaf)
+}
+
+/// One keep-alive `GET /healthz` on an open connection; the status line.
+async fn healthz(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+    tls.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {DOMAIN}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned()
+}
+
+/// `curl -k` (the placeholder is self-signed): status and body.
+fn curl_insecure(setup: &Setup, path: &str) -> (String, String) {
+    let output = Command::new("curl")
+        .args(["-sk", "-w", "\n%{http_code}", "--resolve", &format!("{DOMAIN}:{}:127.0.0.1", setup.https)])
+        .arg(format!("https://{DOMAIN}:{}{path}", setup.https))
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn tls_alpn_01_issues_a_verifiable_certificate_and_a_restart_reuses_it() {
+    if !pebble::available() {
+        return;
+    }
+    let setup = Setup::new();
+    // The CA is not up yet: the server serves a placeholder, tells every
+    // request to wait, and retries.
+    let nobody = format!("https://127.0.0.1:{}/dir", pebble::free_port());
+    let mut server =
+        setup.start_with(pebble::acme_flags(&nobody, &setup.pki.ca_pem, DOMAIN, &setup.token_dir()), &[]);
+    server.wait_for_line("(attempt 1)");
+    let (status, body) = curl_insecure(&setup, "/get_token");
+    assert_eq!(status, "503", "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "certificate_pending");
+    server.wait_for_line("(attempt 2)");
+    assert!(server.stderr().contains("the ACME server is unreachable"), "{}", server.stderr());
+    drop(server);
+
+    let pebble = Pebble::start(&setup.pki, setup.http, setup.https);
+    let mut server = setup.start_server(&pebble, &[]);
+    server.wait_for_line("ACME: got a certificate for token.example.com");
+    let root = pebble.root();
+    let (mut tls, leaf) = connect(setup.addr(), &root).await;
+    assert_eq!(healthz(&mut tls).await, "HTTP/1.1 200 OK");
+    assert_eq!(pebble.orders(), 1);
+
+    // The cache: private, whole, and used on restart without a new order.
+    use std::os::unix::fs::PermissionsExt;
+    let cache = setup.token_dir().join("acme");
+    assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700);
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let entry = entry.unwrap();
+        assert_eq!(entry.metadata().unwrap().permissions().mode() & 0o777, 0o600, "{:?}", entry.path());
+    }
+    assert_eq!(server.terminate().code(), Some(0));
+    let server = setup.start_server(&pebble, &[]);
+    // Said before "listening on", which `start` waited for.
+    assert!(server.stderr().contains("ACME: serving the cached certificate for token.example.com"));
+    let (mut tls, again) = connect(setup.addr(), &root).await;
+    assert_eq!(again, leaf, "the cached certificate is served after a restart");
+    assert_eq!(healthz(&mut tls).await, "HTTP/1.1 200 OK");
+    assert_eq!(pebble.orders(), 1, "no new order for a good cached certificate");
+    let log = server.stderr();
+    assert!(!log.contains("PRIVATE KEY") && !log.contains("ordering"), "{log}");
+}
+
+#[tokio::test]
+async fn http_01_is_answered_on_the_plain_http_listener() {
+    if !pebble::available() {
+        return;
+    }
+    let setup = Setup::new();
+    let pebble = Pebble::start(&setup.pki, setup.http, setup.https);
+    let mut server = setup.start_server(&pebble, &["--acme-challenge", "http-01"]);
+    server.wait_for_line("ACME: got a certificate for token.example.com");
+    assert!(server.stderr().contains("answering the http-01 challenge"), "{}", server.stderr());
+    let root = pebble.root();
+    let (mut tls, _) = connect(setup.addr(), &root).await;
+    assert_eq!(healthz(&mut tls).await, "HTTP/1.1 200 OK");
+    // With the order over, unknown tokens are 404 and the rest still redirects.
+    let probe = |path: &str| {
+        let output = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("Host: {DOMAIN}")])
+            .arg(format!("http://127.0.0.1:{}{path}", setup.http))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert_eq!(probe("/.well-known/acme-challenge/unknown-token"), "404");
+    assert_eq!(probe("/get_token"), "308");
+}
+
+#[tokio::test]
+async fn a_forced_renewal_swaps_the_certificate_under_open_connections_and_a_dead_ca_keeps_the_old_one() {
+    if !pebble::available() {
+        return;
+    }
+    let setup = Setup::new();
+    let pebble = Pebble::start(&setup.pki, setup.http, setup.https);
+    let mut server = setup.start_server(&pebble, &[]);
+    server.wait_for_line("ACME: got a certificate for token.example.com");
+    let first_root = pebble.root();
+    let (mut open, first) = connect(setup.addr(), &first_root).await;
+    assert_eq!(healthz(&mut open).await, "HTTP/1.1 200 OK");
+
+    // The CA goes away; the operator forces a renewal (delete the cached
+    // certificate, SIGHUP). Orders fail and are retried; the old
+    // certificate is served meanwhile.
+    let pebble = pebble.stop();
+    std::fs::remove_file(setup.token_dir().join("acme/certificate.json")).unwrap();
+    server.signal("HUP");
+    server.wait_for_line("(attempt 1)");
+    server.wait_for_line("(attempt 2)");
+    let (mut during, shown) = connect(setup.addr(), &first_root).await;
+    assert_eq!(shown, first, "the old certificate is served while the CA is down");
+    assert_eq!(healthz(&mut during).await, "HTTP/1.1 200 OK");
+
+    // The CA is back (a new Pebble, with a new root): the retry succeeds and
+    // the new certificate is served to new connections, while the
+    // connection opened before keeps working.
+    // It also forgot our account, as a CA may: a new one is made.
+    let pebble = pebble.restart(&setup.pki);
+    server.wait_for_line("ACME: got a certificate for token.example.com");
+    assert!(server.stderr().contains("ACME: created an account"), "{}", server.stderr());
+    let second_root = pebble.root();
+    let (mut fresh, second) = connect(setup.addr(), &second_root).await;
+    assert_ne!(second, first);
+    assert_eq!(healthz(&mut fresh).await, "HTTP/1.1 200 OK");
+    assert_eq!(healthz(&mut open).await, "HTTP/1.1 200 OK");
+    assert_eq!(open.get_ref().1.peer_certificates().unwrap()[0].to_vec(), first);
+    assert!(setup.token_dir().join("acme/certificate.json").exists());
+}
