@@ -11,6 +11,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::client::{client_config, tls_connect};
+use crate::support::notify::NotifyReceiver;
 use crate::support::pebble::{self, Pebble};
 use crate::support::pki::TestPki;
 use crate::support::process::Running;
@@ -47,10 +48,11 @@ impl Setup {
         self.start_with(
             pebble::acme_flags(&pebble.directory, &pebble.listener_ca, DOMAIN, &self.token_dir()),
             extra,
+            &[],
         )
     }
 
-    fn start_with(&self, acme_flags: Vec<String>, extra: &[&str]) -> Running {
+    fn start_with(&self, acme_flags: Vec<String>, extra: &[&str], env: &[(&str, &str)]) -> Running {
         let secret = self.dir.path().join("secret");
         std::fs::write(&secret, "s3cr3t\n").unwrap();
         let mut args: Vec<String> = [
@@ -71,7 +73,7 @@ impl Setup {
         .collect();
         args.extend(acme_flags);
         args.extend(extra.iter().map(|s| s.to_string()));
-        Running::start(&args).0
+        Running::start_with_env(&args, env).0
     }
 }
 
@@ -115,8 +117,17 @@ async fn tls_alpn_01_issues_a_verifiable_certificate_and_a_restart_reuses_it() {
     // The CA is not up yet: the server serves a placeholder, tells every
     // request to wait, and retries.
     let nobody = format!("https://127.0.0.1:{}/dir", pebble::free_port());
-    let mut server =
-        setup.start_with(pebble::acme_flags(&nobody, &setup.pki.ca_pem, DOMAIN, &setup.token_dir()), &[]);
+    let notify = NotifyReceiver::new();
+    let mut server = setup.start_with(
+        pebble::acme_flags(&nobody, &setup.pki.ca_pem, DOMAIN, &setup.token_dir()),
+        &[],
+        &[("NOTIFY_SOCKET", &notify.env_value())],
+    );
+    // Not READY=1 without a certificate; STATUS= says why, and start-up
+    // time is extended while waiting.
+    let first = notify.next();
+    assert!(first.contains("STATUS=") && first.contains("waiting for the ACME certificate"), "{first}");
+    assert!(first.contains("EXTEND_TIMEOUT_USEC=") && !first.contains("READY=1"), "{first}");
     server.wait_for_line("(attempt 1)");
     let (status, body) = curl_insecure(&setup, "/get_token");
     assert_eq!(status, "503", "{body}");
@@ -124,11 +135,27 @@ async fn tls_alpn_01_issues_a_verifiable_certificate_and_a_restart_reuses_it() {
     assert_eq!(json["error"], "certificate_pending");
     server.wait_for_line("(attempt 2)");
     assert!(server.stderr().contains("the ACME server is unreachable"), "{}", server.stderr());
+    let statuses: Vec<String> = (0..3).map(|_| notify.next()).collect();
+    assert!(statuses.iter().all(|m| !m.contains("READY=1")), "{statuses:?}");
+    assert!(
+        statuses.iter().any(|m| m.contains("ACME order failed") && m.contains("no certificate yet")),
+        "{statuses:?}"
+    );
     drop(server);
 
     let pebble = Pebble::start(&setup.pki, setup.http, setup.https);
-    let mut server = setup.start_server(&pebble, &[]);
-    server.wait_for_line("ACME: got a certificate for token.example.com");
+    let notify = NotifyReceiver::new();
+    let directory = pebble::acme_flags(&pebble.directory, &pebble.listener_ca, DOMAIN, &setup.token_dir());
+    let mut server = setup.start_with(directory, &[], &[("NOTIFY_SOCKET", &notify.env_value())]);
+    // READY=1 comes once the certificate is served, and not before.
+    let ready = loop {
+        let message = notify.next();
+        if message.contains("READY=1") {
+            break message;
+        }
+    };
+    assert!(ready.contains("serving the certificate for token.example.com"), "{ready}");
+    assert!(server.stderr().contains("ACME: got a certificate for token.example.com"), "{}", server.stderr());
     let root = pebble.root();
     let (mut tls, leaf) = connect(setup.addr(), &root).await;
     assert_eq!(healthz(&mut tls).await, "HTTP/1.1 200 OK");
@@ -178,6 +205,36 @@ async fn http_01_is_answered_on_the_plain_http_listener() {
     };
     assert_eq!(probe("/.well-known/acme-challenge/unknown-token"), "404");
     assert_eq!(probe("/get_token"), "308");
+
+    // With no challenge open, a client offering only acme-tls/1 gets no
+    // certificate at all: the real one is never shown to it.
+    let config = client_config(&root, &[b"acme-tls/1"], rustls::DEFAULT_VERSIONS);
+    let tcp = tokio::net::TcpStream::connect(setup.addr()).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from(DOMAIN).unwrap();
+    let refused = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await;
+    assert!(refused.is_err(), "a handshake for acme-tls/1 without a challenge must fail");
+    let (mut tls, _) = connect(setup.addr(), &root).await;
+    assert_eq!(healthz(&mut tls).await, "HTTP/1.1 200 OK", "and the server keeps serving");
+}
+
+#[tokio::test]
+async fn a_certificate_is_renewed_when_a_third_of_its_lifetime_is_left() {
+    if !pebble::available() {
+        return;
+    }
+    let setup = Setup::new();
+    // Nine-second certificates: renewal is due six seconds after issue.
+    let pebble = Pebble::start_with_lifetime(&setup.pki, setup.http, setup.https, Some(9));
+    let mut server = setup.start_server(&pebble, &[]);
+    server.wait_for_line("ACME: got a certificate for token.example.com");
+    let root = pebble.root();
+    let (mut open, first) = connect(setup.addr(), &root).await;
+    assert_eq!(healthz(&mut open).await, "HTTP/1.1 200 OK");
+    server.wait_for_line("is due for renewal");
+    server.wait_for_line("ACME: got a certificate for token.example.com");
+    let (_, second) = connect(setup.addr(), &root).await;
+    assert_ne!(second, first, "the renewed certificate is served to new connections");
+    assert_eq!(pebble.orders(), 2);
 }
 
 #[tokio::test]

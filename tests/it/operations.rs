@@ -4,8 +4,6 @@
 //! (and a bad pair kept out), and SIGTERM letting an in-flight token
 //! exchange finish.
 
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -17,6 +15,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::support::client::Client;
 use crate::support::fake_oauth::{FakeOAuth, Mode};
+use crate::support::notify::NotifyReceiver;
 use crate::support::pki::TestPki;
 use crate::support::process::{BIN, Running};
 use crate::support::server::flags_for;
@@ -61,32 +60,6 @@ fn socket_activation_maps_fds_by_name() {
     let stderr = activator.stderr();
     assert!(stderr.contains(&format!("listening on https://127.0.0.1:{https_port}")), "{stderr}");
     assert!(stderr.contains(&format!("redirecting http://127.0.0.1:{http_port}")), "{stderr}");
-}
-
-/// Receives sd_notify datagrams on an abstract socket.
-struct NotifyReceiver {
-    socket: UnixDatagram,
-    name: String,
-}
-
-impl NotifyReceiver {
-    fn new() -> NotifyReceiver {
-        let name = format!("yandex-token-it-{}-{}", std::process::id(), free_port());
-        let socket =
-            UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        NotifyReceiver { socket, name }
-    }
-
-    fn env_value(&self) -> String {
-        format!("@{}", self.name)
-    }
-
-    fn next(&self) -> String {
-        let mut buf = [0u8; 4096];
-        let n = self.socket.recv(&mut buf).expect("an sd_notify message in time");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
 }
 
 fn copy_pair(from: &TestPki, to: &Path) {

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod fake_oauth;
+pub mod notify;
 #[cfg(feature = "acme")]
 pub mod pebble;
 pub mod pki;

@@ -53,6 +53,7 @@ struct Ports {
     tls: u16,
     listen: u16,
     management: u16,
+    lifetime: Option<u64>,
 }
 
 /// A stopped Pebble's ports: a restart comes back at the same directory
@@ -70,10 +71,20 @@ impl Pebble {
     /// Starts Pebble validating on `http_port` (http-01) and `tls_port`
     /// (tls-alpn-01), with its listener certificate from `pki`.
     pub fn start(pki: &TestPki, http_port: u16, tls_port: u16) -> Pebble {
-        Pebble::start_at(
-            pki,
-            Ports { http: http_port, tls: tls_port, listen: free_port(), management: free_port() },
-        )
+        Pebble::start_with_lifetime(pki, http_port, tls_port, None)
+    }
+
+    /// As [`Pebble::start`], issuing certificates valid for `lifetime`
+    /// seconds instead of Pebble's five years.
+    pub fn start_with_lifetime(
+        pki: &TestPki,
+        http_port: u16,
+        tls_port: u16,
+        lifetime: Option<u64>,
+    ) -> Pebble {
+        let ports =
+            Ports { http: http_port, tls: tls_port, listen: free_port(), management: free_port(), lifetime };
+        Pebble::start_at(pki, ports)
     }
 
     /// Stops Pebble, keeping its ports for [`Stopped::restart`].
@@ -82,7 +93,7 @@ impl Pebble {
     }
 
     fn start_at(pki: &TestPki, ports: Ports) -> Pebble {
-        let Ports { http: http_port, tls: tls_port, listen, management } = ports;
+        let Ports { http: http_port, tls: tls_port, listen, management, lifetime } = ports;
         let dns_port = free_port();
         let dns = Command::new("pebble-challtestsrv")
             .args([
@@ -100,7 +111,7 @@ impl Pebble {
             .stderr(Stdio::null())
             .spawn()
             .expect("pebble-challtestsrv starts");
-        let config = serde_json::json!({ "pebble": {
+        let mut config = serde_json::json!({ "pebble": {
             "listenAddress": format!("127.0.0.1:{listen}"),
             "managementListenAddress": format!("127.0.0.1:{management}"),
             "certificate": pki.cert,
@@ -110,6 +121,9 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         }});
+        if let Some(lifetime) = lifetime {
+            config["pebble"]["certificateValidityPeriod"] = lifetime.into();
+        }
         let config_path = pki.dir.path().join(format!("pebble-{listen}.json"));
         std::fs::write(&config_path, config.to_string()).unwrap();
         let mut pebble = Command::new("pebble")
