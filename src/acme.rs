@@ -131,6 +131,14 @@ impl Manager {
             certs,
             wake,
         };
+        // Temp files an interrupted write left behind.
+        for entry in std::fs::read_dir(&manager.dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with('.')
+                && entry.file_name().to_string_lossy().contains(".tmp.")
+            {
+                std::fs::remove_file(entry.path()).ok();
+            }
+        }
         if let Some(cached) = manager.cached() {
             manager.certs.install(cached.certified.clone());
             crate::info!(
@@ -178,6 +186,7 @@ impl Manager {
             self.say(
                 &app,
                 &format!("ordering a certificate for {} from {}", self.names(), self.settings.directory),
+                ORDER_TIMEOUT,
             );
             let outcome = with_timeout(ORDER_TIMEOUT, "order", self.order()).await;
             self.certs.challenges().clear();
@@ -218,6 +227,7 @@ impl Manager {
                     self.say(
                         &app,
                         &format!("ACME order failed ({why}); {served}; retrying in {}", seconds(delay)),
+                        delay + ORDER_TIMEOUT,
                     );
                     if self.sleep_or_wake(delay).await {
                         unsaved = None;
@@ -227,11 +237,13 @@ impl Manager {
         }
     }
 
-    /// Tells systemd where things stand: a status line, plus more start-up
-    /// time while still waiting for the first certificate.
-    fn say(&self, app: &App, status: &str) {
+    /// Tells systemd where things stand: a status line, plus `next` more
+    /// start-up time while still waiting for the first certificate (so a
+    /// long back-off is not cut short by `TimeoutStartSec=` and a restart,
+    /// which would order again at once).
+    fn say(&self, app: &App, status: &str, next: Duration) {
         if self.certs.pending() {
-            app.notify.waiting(status, ORDER_TIMEOUT + MAX_BACKOFF.min(Duration::from_secs(3600)));
+            app.notify.waiting(status, next + Duration::from_secs(60));
         } else {
             app.notify.status(status);
         }

@@ -894,6 +894,59 @@ mod tests {
     }
 
     #[test]
+    fn acme_options_are_parsed_and_checked() {
+        assert!(parse_with(&[], &[]).unwrap().acme.is_none());
+        let config = parse_with(
+            &[
+                "--acme-domain",
+                "Token.Example.com",
+                "--acme-domain",
+                "b.example.com",
+                "--acme-email",
+                "me@example.com",
+            ],
+            &[],
+        )
+        .unwrap();
+        let acme = config.acme.unwrap();
+        assert_eq!(acme.domains, ["token.example.com", "b.example.com"]);
+        assert_eq!(acme.email.as_deref(), Some("me@example.com"));
+        assert_eq!(acme.directory, LETS_ENCRYPT);
+        assert_eq!(acme.challenge, AcmeChallenge::TlsAlpn01);
+        assert_eq!(acme.retry, Duration::from_secs(60));
+        let from_env = parse_with(
+            &[],
+            &[
+                ("YANDEX_TOKEN_ACME_DOMAINS", "a.example.com, a.example.com,b.example.org"),
+                ("YANDEX_TOKEN_ACME_CHALLENGE", "http-01"),
+            ],
+        )
+        .unwrap()
+        .acme
+        .unwrap();
+        assert_eq!(from_env.domains, ["a.example.com", "b.example.org"]);
+        assert_eq!(from_env.challenge, AcmeChallenge::Http01);
+        let error = |args: &[&str]| parse_with(args, &[]).unwrap_err().0;
+        assert!(error(&["--acme-domain", "*.example.com"]).contains("\"*.example.com\" is not a DNS name"));
+        assert!(error(&["--acme-domain", "localhost"]).contains("\"localhost\""));
+        assert!(error(&["--acme-domain", "192.0.2.1"]).contains("192.0.2.1"));
+        assert!(
+            error(&["--acme-domain", "a.example.com", "--acme-challenge", "dns-01"])
+                .contains("\"dns-01\" is not tls-alpn-01 or http-01")
+        );
+        assert!(
+            error(&["--acme-domain", "a.example.com", "--acme-email", "nobody"])
+                .contains("\"nobody\" is not an email")
+        );
+        assert!(
+            error(&["--acme-domain", "a.example.com", "--acme-directory", "http://ca.test/dir"])
+                .contains("not an https:// URL")
+        );
+        assert!(error(&["--acme-domain", "a.example.com", "--acme-retry", "soon"]).contains("\"soon\""));
+        assert!(error(&["--acme-email", "me@example.com"]).contains("--acme-email needs --acme-domain"));
+    }
+
+    #[test]
     fn defaults_match_the_design() {
         let config = parse_with(&[], &[]).unwrap();
         assert_eq!(config.command, Command::Serve);

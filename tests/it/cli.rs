@@ -133,6 +133,27 @@ fn serve_with_a_bad_configuration_exits_78_naming_the_file() {
     assert!(stderr.contains("/nonexistent/cert.pem"), "{stderr}");
 }
 
+#[test]
+fn acme_misconfigurations_are_named() {
+    let (code, _, stderr) = run(&["serve", "--acme-domain", "*.example.com"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("*.example.com"), "{stderr}");
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["serve".to_owned()];
+    args.extend(good_flags(&pki, dir.path()));
+    // --cert/--key point nowhere: ACME does not read them.
+    replace_flag(&mut args, "--cert", "/nonexistent/cert.pem");
+    args.extend(
+        ["--listen", "127.0.0.1:0", "--acme-domain", "token.example.com", "--acme-challenge", "http-01"]
+            .map(String::from),
+    );
+    let (code, _, stderr) = run_owned(&args);
+    assert_eq!(code, 78, "{stderr}");
+    let expected = if cfg!(feature = "acme") { "--redirect-listen" } else { "cargo feature" };
+    assert!(stderr.contains(expected), "{stderr}");
+}
+
 fn openssl(args: &[&str], dir: &Path) {
     let status = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed");
     assert!(status.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&status.stderr));
