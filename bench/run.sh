@@ -15,6 +15,8 @@ for tool in nginx wrk h2load python3 taskset; do
     command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool" >&2; exit 1; }
 done
 cargo build --release --quiet --bin yandex-token --example flood --example startup --example exchange_latency
+# The size target is for the build without ACME; both sizes are reported.
+cargo build --release --quiet --no-default-features --bin yandex-token --target-dir "$repo/target/minimal"
 bin=$repo/target/release/yandex-token
 flood=$repo/target/release/examples/flood
 work=$(mktemp -d)
@@ -180,10 +182,11 @@ set -- $(idle_conns yt start_yandex_token --max-connections 12000); yt_before=$1
 per_conn=$(awk -v a="$yt_before" -v b="$yt_with" -v n="$yt_held" 'BEGIN { printf "%d", (b - a) * 1048576 / n }')
 
 size=$(stat -c %s "$bin")
+size_minimal=$(stat -c %s "$repo/target/minimal/release/yandex-token")
 exchange=$(taskset -c 0 "$repo/target/release/examples/exchange_latency" 2000 | sed -n 's/^added by the exchange at p50: //p')
-python3 - "$work/results" "$rounds" "$seconds" "$size" "$yt_with" "$yt_held" "$per_conn" "$nginx_idle10k" "$exchange" <<'PY'
+python3 - "$work/results" "$rounds" "$seconds" "$size" "$size_minimal" "$yt_with" "$yt_held" "$per_conn" "$nginx_idle10k" "$exchange" <<'PY'
 import statistics, sys
-path, rounds, seconds, size, yt10k, held, per_conn, nginx10k, exchange = sys.argv[1:]
+path, rounds, seconds, size, size_minimal, yt10k, held, per_conn, nginx10k, exchange = sys.argv[1:]
 rows = {}
 for line in open(path):
     name, *values = line.split()
@@ -199,6 +202,8 @@ for i, col in enumerate(cols):
     ratio = y[i] / n[i] if n[i] else float("nan")
     print(f"| {col} | {n[i]:,.1f} | {y[i]:,.1f} | {ratio:.2f} |")
 print(f"| RSS with 10,000 idle TLS connections | {nginx10k} | {yt10k} MiB ({held} held) | |")
-print(f"\nyandex-token: {per_conn} bytes per idle TLS connection; release binary {int(size) / 1048576:.2f} MiB stripped;")
+print(f"\nyandex-token: {per_conn} bytes per idle TLS connection; release binary, stripped: "
+      f"{int(size) / 1048576:.2f} MiB with the default features (ACME included), "
+      f"{int(size_minimal) / 1048576:.2f} MiB without ACME (--no-default-features);")
 print(f"the token exchange adds {exchange} at p50 to a local endpoint that answers at once (examples/exchange_latency.rs)")
 PY
