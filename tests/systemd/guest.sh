@@ -89,6 +89,55 @@ systemctl enable --now yandex-token-refresh.timer >/dev/null 2>&1 || fail "the t
 systemctl is-active --quiet yandex-token-refresh.timer || fail "the timer is not active"
 echo "ok: the refresh service runs (nothing due) and its timer is active"
 
+# ACME under the hardened unit: Pebble (Let's Encrypt's test CA) in the
+# guest, its DNS answering 127.0.0.1 for every name, validating tls-alpn-01
+# on port 443, which the socket hands to the service.
+if command -v pebble >/dev/null 2>&1 && command -v pebble-challtestsrv >/dev/null 2>&1; then
+    make-self-signed.sh /run/pebble localhost 127.0.0.1 >/dev/null
+    chmod 0644 /run/pebble/privkey.pem
+    cat >/run/pebble/config.json <<JSON
+{"pebble": {"listenAddress": "127.0.0.1:14000", "managementListenAddress": "127.0.0.1:15000",
+ "certificate": "/run/pebble/fullchain.pem", "privateKey": "/run/pebble/privkey.pem",
+ "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+JSON
+    systemd-run --quiet --unit=pebble-dns pebble-challtestsrv -dns01 127.0.0.1:8053 -http01 "" \
+        -https01 "" -tlsalpn01 "" -management 127.0.0.1:8055 -defaultIPv6 "" || fail "pebble-challtestsrv"
+    systemd-run --quiet --unit=pebble -E PEBBLE_VA_NOSLEEP=1 \
+        pebble -config /run/pebble/config.json -dnsserver 127.0.0.1:8053 || fail "pebble"
+    i=0
+    until curl -s -o /dev/null --cacert /run/pebble/fullchain.pem https://127.0.0.1:14000/dir; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || fail "pebble did not come up"
+        sleep 0.1
+    done
+    install -m 0644 /run/pebble/fullchain.pem /etc/yandex-token/pebble-listener.pem
+    cat >>/etc/yandex-token/env <<ENV
+YANDEX_TOKEN_ACME_DOMAINS=token.example.com
+YANDEX_TOKEN_ACME_DIRECTORY=https://127.0.0.1:14000/dir
+YANDEX_TOKEN_ACME_CA_FILE=/etc/yandex-token/pebble-listener.pem
+YANDEX_TOKEN_ACME_RETRY=1s
+ENV
+    # Type=notify: `systemctl start` returns once READY=1 came, which is
+    # only with the certificate.
+    timeout 60 systemctl start yandex-token.service || fail "the ACME service did not become ready"
+    status=$(systemctl show -P StatusText yandex-token.service)
+    case $status in "serving the certificate for token.example.com"*) ;; *) fail "status: $status" ;; esac
+    curl -s --cacert /run/pebble/fullchain.pem https://127.0.0.1:15000/roots/0 >/tmp/pebble-root.pem
+    answer=$(curl -sS --max-time 20 --cacert /tmp/pebble-root.pem --resolve token.example.com:443:127.0.0.1 \
+        https://token.example.com/healthz) || fail "the ACME certificate does not verify"
+    [ "$answer" = ok ] || fail "healthz: $answer"
+    [ "$(stat -c '%a %U' /var/lib/yandex-token/acme/certificate.json)" = "600 yandex-token" ] ||
+        fail "the ACME cache is $(stat -c '%a %U' /var/lib/yandex-token/acme/certificate.json)"
+    echo "ok: ACME: READY=1 with a certificate from Pebble (tls-alpn-01 through the socket), verified, cached 0600"
+    systemctl restart yandex-token.service || fail "restart"
+    journalctl --no-pager -o cat -u yandex-token.service | grep -q "serving the cached certificate" ||
+        fail "the cached certificate was not reused"
+    systemctl stop yandex-token.service
+    echo "ok: ACME: a restart serves the cached certificate"
+else
+    echo "skipped: ACME under systemd (pebble is not installed)"
+fi
+
 log=$(journalctl --no-pager -o cat -u yandex-token.service)
 echo "$log" | grep -q "method=GET path=/get_token status=200" || fail "no access log line"
 echo "$log" | grep -q "$secret" && fail "the secret is in the journal"
