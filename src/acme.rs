@@ -485,13 +485,8 @@ fn account_file(directory: &str) -> String {
 }
 
 fn pkcs8_pem(key: &PrivatePkcs8KeyDer<'_>) -> String {
-    let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
-    let encoded = crate::encoding::base64_standard(key.secret_pkcs8_der());
-    for line in encoded.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str("-----END PRIVATE KEY-----\n");
+    let mut out = String::new();
+    tls::push_pem(&mut out, "PRIVATE KEY", key.secret_pkcs8_der());
     out
 }
 

@@ -268,13 +268,19 @@ pub fn client_config(
 pub fn certs_to_pem(certs: &[CertificateDer<'_>]) -> String {
     let mut out = String::new();
     for cert in certs {
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        let encoded = crate::encoding::base64_standard(cert.as_ref());
-        for line in encoded.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
+        push_pem(&mut out, "CERTIFICATE", cert.as_ref());
     }
     out
+}
+
+/// Appends one PEM block (`-----BEGIN {label}-----`, base64 in 64-column
+/// lines) to `out`.
+pub fn push_pem(out: &mut String, label: &str, der: &[u8]) {
+    out.push_str(&format!("-----BEGIN {label}-----\n"));
+    let encoded = crate::encoding::base64_standard(der);
+    for line in encoded.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
 }
