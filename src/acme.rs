@@ -40,7 +40,7 @@ use crate::config::{AcmeChallenge, AcmeSettings, Limits};
 use crate::error::StartupError;
 use crate::oauth::{ClientLimits, Endpoint, OAuthError, https_request, with_timeout};
 use crate::tls::{self, CertResolver};
-use crate::token_store::{now_unix, save_atomic};
+use crate::token_store::{create_private_dir, is_interrupted_write, now_unix, save_atomic};
 
 /// The cache's file for the certificate, chain and key together.
 pub const CERTIFICATE_FILE: &str = "certificate.json";
@@ -113,7 +113,7 @@ impl Manager {
             certs.acme_wake().ok_or_else(|| StartupError::msg("the certificate resolver is not ACME's"))?;
         let client_tls = tls::client_config(true, settings.ca_file.as_deref(), &[])?;
         let dir = token_dir.join("acme");
-        ensure_private_dir(&dir).map_err(|err| {
+        create_private_dir(&dir).map_err(|err| {
             StartupError::with(format!("cannot create the ACME cache {}", dir.display()), err)
         })?;
         let manager = Manager {
@@ -133,9 +133,7 @@ impl Manager {
         };
         // Temp files an interrupted write left behind.
         for entry in std::fs::read_dir(&manager.dir).into_iter().flatten().flatten() {
-            if entry.file_name().to_string_lossy().starts_with('.')
-                && entry.file_name().to_string_lossy().contains(".tmp.")
-            {
+            if is_interrupted_write(&entry.file_name().to_string_lossy()) {
                 std::fs::remove_file(entry.path()).ok();
             }
         }
@@ -188,9 +186,11 @@ impl Manager {
                 &format!("ordering a certificate for {} from {}", self.names(), self.settings.directory),
                 ORDER_TIMEOUT,
             );
-            let outcome = with_timeout(ORDER_TIMEOUT, "order", self.order()).await;
+            let outcome = tokio::time::timeout(ORDER_TIMEOUT, self.order()).await;
             self.certs.challenges().clear();
-            match outcome.map_err(|err| err.to_string()).and_then(|result| result) {
+            let outcome = outcome
+                .unwrap_or_else(|_| Err(format!("the order took longer than {}s", ORDER_TIMEOUT.as_secs())));
+            match outcome {
                 Ok(issued) => {
                     crate::info!(
                         "ACME: got a certificate for {}, valid until {}",
@@ -318,7 +318,7 @@ impl Manager {
         });
         let mut bytes = serde_json::to_vec_pretty(&doc).expect("a JSON value serialises");
         bytes.push(b'\n');
-        ensure_private_dir(&self.dir)?;
+        create_private_dir(&self.dir)?;
         save_atomic(&self.dir, CERTIFICATE_FILE, &bytes)
     }
 
@@ -353,7 +353,7 @@ impl Manager {
             .await
             .map_err(|err| format!("creating the ACME account: {err}"))?;
         let bytes = serde_json::to_vec(&credentials).map_err(|err| err.to_string())?;
-        ensure_private_dir(&self.dir)
+        create_private_dir(&self.dir)
             .and_then(|()| save_atomic(&self.dir, &file, &bytes))
             .map_err(|err| format!("cannot cache the ACME account in {}: {err}", self.dir.display()))?;
         crate::info!("ACME: created an account at {}", self.settings.directory);
@@ -398,7 +398,7 @@ impl Manager {
                 other => return Err(format!("the authorization for {name} is {other:?}")),
             }
             let mut challenge = authorization.challenge(kind.clone()).ok_or_else(|| {
-                format!("the CA offers no {} challenge for {name}", challenge_name(self.settings.challenge))
+                format!("the CA offers no {} challenge for {name}", self.settings.challenge.name())
             })?;
             let key_authorization = challenge.key_authorization();
             match self.settings.challenge {
@@ -410,10 +410,7 @@ impl Manager {
                     challenges.set_http(&challenge.token, key_authorization.as_str().to_owned());
                 }
             }
-            crate::info!(
-                "ACME: answering the {} challenge for {name}",
-                challenge_name(self.settings.challenge)
-            );
+            crate::info!("ACME: answering the {} challenge for {name}", self.settings.challenge.name());
             challenge.set_ready().await.map_err(|err| format!("challenge for {name}: {err}"))?;
         }
         let policy =
@@ -463,13 +460,6 @@ fn seconds(duration: Duration) -> String {
     }
 }
 
-fn challenge_name(challenge: AcmeChallenge) -> &'static str {
-    match challenge {
-        AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
-        AcmeChallenge::Http01 => "http-01",
-    }
-}
-
 /// `retry`, doubled for each failure after the first, at most a day.
 fn backoff(retry: Duration, failures: u32) -> Duration {
     let factor = 1u32.checked_shl(failures.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
@@ -488,16 +478,6 @@ fn pkcs8_pem(key: &PrivatePkcs8KeyDer<'_>) -> String {
     let mut out = String::new();
     tls::push_pem(&mut out, "PRIVATE KEY", key.secret_pkcs8_der());
     out
-}
-
-fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let mode = std::fs::metadata(dir)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
 }
 
 fn now_unix_i64() -> i64 {

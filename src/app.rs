@@ -158,9 +158,7 @@ fn acme_resolver(acme: &crate::config::AcmeSettings) -> Result<Arc<CertResolver>
 /// Without the `acme` feature, `--acme-domain` is refused by name.
 #[cfg(not(feature = "acme"))]
 fn acme_resolver(_: &crate::config::AcmeSettings) -> Result<Arc<CertResolver>, StartupError> {
-    Err(StartupError::msg(
-        "--acme-domain: this build has no ACME support (cargo feature \"acme\"); use --cert and --key",
-    ))
+    Err(StartupError::msg(crate::config::NO_ACME_SUPPORT))
 }
 
 /// The OAuth client for `config`, with the given secret: requires

@@ -416,9 +416,7 @@ fn check(config: &Config) -> ExitCode {
                 problems.push(err.to_string());
             }
         }
-        Some(_) => {
-            problems.push("--acme-domain: this build has no ACME support (cargo feature \"acme\")".into())
-        }
+        Some(_) => problems.push(crate::config::NO_ACME_SUPPORT.into()),
         None => match tls::load_pair(&config.cert, &config.key) {
             Ok(_) => fine.push(format!(
                 "certificate {} and key {} load and match",

@@ -420,6 +420,20 @@ pub enum AcmeChallenge {
     Http01,
 }
 
+impl AcmeChallenge {
+    /// The name used on the command line and by RFC 8555.
+    pub fn name(self) -> &'static str {
+        match self {
+            AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+            AcmeChallenge::Http01 => "http-01",
+        }
+    }
+}
+
+/// What `--acme-domain` says in a build without the `acme` feature.
+pub const NO_ACME_SUPPORT: &str =
+    "--acme-domain: this build has no ACME support (cargo feature \"acme\"); use --cert and --key";
+
 /// The `--acme-*` options: which names, which CA, which challenge.
 #[derive(Debug, Clone)]
 pub struct AcmeSettings {
@@ -709,11 +723,10 @@ fn parse_acme(raw: &impl Fn(&str) -> Option<(String, String)>) -> Result<Option<
     };
     let challenge = match raw("acme-challenge") {
         None => AcmeChallenge::TlsAlpn01,
-        Some((_, value)) if value == "tls-alpn-01" => AcmeChallenge::TlsAlpn01,
-        Some((_, value)) if value == "http-01" => AcmeChallenge::Http01,
-        Some((source, value)) => {
-            return Err(ConfigError(format!("{source}: {value:?} is not tls-alpn-01 or http-01")));
-        }
+        Some((source, value)) => [AcmeChallenge::TlsAlpn01, AcmeChallenge::Http01]
+            .into_iter()
+            .find(|challenge| challenge.name() == value)
+            .ok_or_else(|| ConfigError(format!("{source}: {value:?} is not tls-alpn-01 or http-01")))?,
     };
     let retry = match raw("acme-retry") {
         Some((source, value)) => parse_duration(&value).filter(|d| !d.is_zero()).ok_or_else(|| {

@@ -172,7 +172,7 @@ impl TokenStore {
             for entry in fs::read_dir(&accounts)?.flatten() {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') && name.contains(".tmp.") {
+                if is_interrupted_write(&name) {
                     fs::remove_file(&path)?;
                     fixed.push(format!("removed {}, left by an interrupted write", path.display()));
                 } else if let Ok(meta) = entry.metadata() {
@@ -211,7 +211,7 @@ impl TokenStore {
         if self.dir.is_dir() {
             return Ok(());
         }
-        DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)
+        create_private_dir(&self.dir)
     }
 }
 
@@ -231,6 +231,24 @@ pub fn load_file(path: &Path) -> Result<Option<Map<String, Value>>, LoadError> {
         Ok(Value::Object(map)) => Ok(Some(map)),
         _ => Err(LoadError::Corrupt(path.to_owned())),
     }
+}
+
+/// Creates `dir` (and its parents) as 0700, and puts an existing one back
+/// to 0700 if someone loosened it.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Whether a file name is one of [`save_atomic`]'s temp files, which only
+/// an interrupted write leaves behind.
+pub fn is_interrupted_write(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp.")
 }
 
 /// Writes `bytes` to `dir/name` atomically: a new 0600 temp file in the same

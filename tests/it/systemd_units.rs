@@ -7,13 +7,10 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::have;
 use crate::support::process::BIN;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-fn have(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
-}
 
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n")

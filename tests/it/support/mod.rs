@@ -13,6 +13,14 @@ pub mod server;
 use client::{Client, Reply};
 use server::TestServer;
 
+/// Whether `tool` is on the PATH; tests that drive it skip without it.
+pub fn have(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Drives one whole flow as a browser would: start, the provider's
 /// redirect, the callback. Returns the callback's reply.
 pub async fn complete_flow(client: &mut Client, server: &TestServer) -> Reply {
