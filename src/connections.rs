@@ -155,42 +155,6 @@ impl Tracker {
     }
 }
 
-/// Implements `AsyncWrite` for a read-side wrapper by passing every write
-/// straight to its `inner` stream.
-macro_rules! forward_async_write {
-    ($wrapper:ident) => {
-        impl<S: AsyncWrite + Unpin> AsyncWrite for $wrapper<S> {
-            fn poll_write(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                data: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.inner).poll_write(cx, data)
-            }
-
-            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.inner).poll_flush(cx)
-            }
-
-            fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.inner).poll_shutdown(cx)
-            }
-
-            fn poll_write_vectored(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[io::IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                self.inner.is_write_vectored()
-            }
-        }
-    };
-}
-
 /// A stream that reports reads to its connection's [`Activity`].
 #[derive(Debug)]
 pub struct Tracked<S> {
@@ -220,51 +184,32 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     }
 }
 
-forward_async_write!(Tracked);
-
-/// A stream that first replays bytes already read from it: the TLS
-/// handshake gets back the ClientHello record we read ahead.
-#[derive(Debug)]
-pub struct Prefixed<S> {
-    prefix: Vec<u8>,
-    offset: usize,
-    inner: S,
-}
-
-impl<S> Prefixed<S> {
-    /// `inner`, with `prefix` read first.
-    pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
-        Prefixed { prefix, offset: 0, inner }
+/// Writes pass straight through.
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
     }
 
-    /// The underlying stream.
-    pub fn inner(&self) -> &S {
-        &self.inner
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
-}
 
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.offset < self.prefix.len() {
-            let n = buf.remaining().min(self.prefix.len() - self.offset);
-            buf.put_slice(&self.prefix[self.offset..self.offset + n]);
-            self.offset += n;
-            if self.offset == self.prefix.len() {
-                // Replayed: give the memory back.
-                self.prefix = Vec::new();
-                self.offset = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
-
-forward_async_write!(Prefixed);
 
 /// What the first bytes of a connection to the TLS port were.
 #[derive(Debug)]
@@ -349,15 +294,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_opening_record_is_read_whole_then_replayed() {
+    async fn the_opening_record_is_read_whole_and_no_further() {
         let record = [0x16, 0x03, 0x01, 0x00, 0x03, 0xaa, 0xbb, 0xcc, 0xdd];
         let mut stream: &[u8] = &record;
         let Opening::Tls(first) = read_opening(&mut stream).await else { panic!("not TLS") };
         assert_eq!(first, &record[..8]);
-        let mut replay = Prefixed::new(first, stream);
-        let mut all = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut replay, &mut all).await.unwrap();
-        assert_eq!(all, record);
+        assert_eq!(stream, &record[8..], "the next record is left for the TLS stream");
     }
 
     #[tokio::test]

@@ -27,4 +27,5 @@ pub mod server;
 pub mod signals;
 pub mod systemd;
 pub mod tls;
+pub mod tls_stream;
 pub mod token_store;

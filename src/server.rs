@@ -26,13 +26,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::challenge::{ACME_TLS_ALPN, HTTP01_PREFIX};
-use crate::connections::{Activity, Opening, Prefixed, Tracked, Tracker, read_opening};
+use crate::connections::{Activity, Opening, Tracked, Tracker, read_opening};
 use crate::error::AppError;
 use crate::routes::{self, Body};
+use crate::tls_stream::TlsStream;
 
 /// The sockets to serve: HTTPS on one or more, the redirect on at most one.
 #[derive(Debug)]
@@ -60,7 +60,6 @@ struct Shared {
     stop: watch::Receiver<bool>,
     permits: Arc<Semaphore>,
     tracker: Tracker,
-    acceptor: TlsAcceptor,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
@@ -85,7 +84,6 @@ pub async fn run(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Outp
         stop: stop_rx.clone(),
         permits: Arc::new(Semaphore::new(app.limits.max_connections)),
         tracker: Tracker::new(app.limits.max_connections),
-        acceptor: TlsAcceptor::from(app.server_tls.clone()),
         app,
     });
     // Only the accept loops and this function hold it, never a connection.
@@ -190,7 +188,9 @@ async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, ac
             let handshake = Box::pin(async {
                 let mut tcp = tcp;
                 match read_opening(&mut tcp).await {
-                    Opening::Tls(record) => shared.acceptor.accept(Prefixed::new(record, tcp)).await.ok(),
+                    Opening::Tls(record) => {
+                        TlsStream::accept(tcp, shared.app.server_tls.clone(), record).await.ok()
+                    }
                     Opening::PlainHttp => {
                         answer_plain_http_on_tls_port(tcp).await;
                         None
@@ -204,16 +204,16 @@ async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, ac
             else {
                 return;
             };
-            if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+            if tls.alpn_protocol() == Some(ACME_TLS_ALPN) {
                 // A tls-alpn-01 validator has seen the challenge certificate:
                 // that was the whole exchange (RFC 8737 §3).
                 tls.shutdown().await.ok();
                 return;
             }
-            if !has_plaintext(&mut tls) && !first_bytes(tls.get_ref().0.inner(), &activity, shared).await {
+            if !tls.has_buffered_input() && !first_bytes(tls.get_ref(), &activity, shared).await {
                 return;
             }
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let h2 = tls.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(Tracked::new(tls, activity.clone()));
             let service = app_service(shared.app.clone(), activity.clone());
             if h2 {
@@ -267,13 +267,6 @@ fn app_service(
             Ok(response)
         }
     })
-}
-
-/// Whether request bytes came in with the end of the handshake (rustls
-/// has them decrypted already, so the socket will not signal them again).
-fn has_plaintext(tls: &mut tokio_rustls::server::TlsStream<Prefixed<TcpStream>>) -> bool {
-    // A protocol error is hyper's to find and answer.
-    tls.get_mut().1.process_new_packets().map_or(true, |state| state.plaintext_bytes_to_read() > 0)
 }
 
 /// Waits for the first request bytes before hyper allocates its buffers,
