@@ -214,8 +214,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 /// What the first bytes of a connection to the TLS port were.
 #[derive(Debug)]
 pub enum Opening {
-    /// The first TLS record, whole (or whatever came before an oddity
-    /// that rustls should judge).
+    /// The first TLS record, whole, and whatever came with it in the same
+    /// read (or whatever came before an oddity that rustls should judge).
     Tls(Vec<u8>),
     /// An HTTP request line: the client forgot the `s` in https.
     PlainHttp,
@@ -223,22 +223,32 @@ pub enum Opening {
     Gone,
 }
 
-/// Reads the first TLS record (the ClientHello) into a buffer that grows
-/// only as bytes arrive, so a peer that stalls mid-handshake holds a few
-/// bytes here instead of rustls's 8 KiB of buffers.
+/// Reads the first TLS record (the ClientHello): one read of up to 2 KiB
+/// takes a whole ClientHello in the usual case; a longer or slower one goes
+/// into a buffer that grows only as bytes arrive, so a peer that stalls
+/// mid-handshake holds a few bytes here instead of rustls's 8 KiB of buffers.
 pub async fn read_opening<S: AsyncRead + Unpin>(stream: &mut S) -> Opening {
     use tokio::io::AsyncReadExt;
     const HEADER: usize = 5;
     /// A TLS record's largest length field (RFC 8446 §5.2, with expansion).
     const MAX_RECORD: usize = 16384 + 2048;
+    /// Room for a ClientHello with a post-quantum key share. The buffer is
+    /// on the stack of one poll, never in the connection's task.
+    const FIRST_READ: usize = 2048;
     let mut record: Vec<u8> = Vec::new();
+    let first = std::future::poll_fn(|cx| {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); FIRST_READ];
+        let mut read = ReadBuf::uninit(&mut buf);
+        std::task::ready!(Pin::new(&mut *stream).poll_read(cx, &mut read))?;
+        record.extend_from_slice(read.filled());
+        Poll::Ready(io::Result::Ok(()))
+    })
+    .await;
+    if first.is_err() || record.is_empty() {
+        return Opening::Gone;
+    }
     let mut wanted = HEADER;
-    while record.len() < wanted {
-        record.reserve_exact((wanted - record.len()).min(1024));
-        match stream.read_buf(&mut record).await {
-            Ok(0) | Err(_) => return Opening::Gone,
-            Ok(_) => {}
-        }
+    loop {
         if record[0].is_ascii_uppercase() {
             return Opening::PlainHttp;
         }
@@ -250,8 +260,15 @@ pub async fn read_opening<S: AsyncRead + Unpin>(stream: &mut S) -> Opening {
             let length = usize::from(u16::from_be_bytes([record[3], record[4]]));
             wanted = HEADER + length.min(MAX_RECORD);
         }
+        if record.len() >= wanted {
+            return Opening::Tls(record);
+        }
+        record.reserve_exact((wanted - record.len()).min(1024));
+        match stream.read_buf(&mut record).await {
+            Ok(0) | Err(_) => return Opening::Gone,
+            Ok(_) => {}
+        }
     }
-    Opening::Tls(record)
 }
 
 #[cfg(test)]
@@ -294,12 +311,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_opening_record_is_read_whole_and_no_further() {
+    async fn the_opening_record_is_read_whole_even_in_pieces() {
         let record = [0x16, 0x03, 0x01, 0x00, 0x03, 0xaa, 0xbb, 0xcc, 0xdd];
         let mut stream: &[u8] = &record;
         let Opening::Tls(first) = read_opening(&mut stream).await else { panic!("not TLS") };
-        assert_eq!(first, &record[..8]);
-        assert_eq!(stream, &record[8..], "the next record is left for the TLS stream");
+        assert_eq!(first, record, "one read takes the record and what came with it");
+
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let reader = tokio::spawn(async move { read_opening(&mut server).await });
+        for piece in [&record[..2], &record[2..6], &record[6..]] {
+            tokio::io::AsyncWriteExt::write_all(&mut client, piece).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        let Opening::Tls(joined) = reader.await.unwrap() else { panic!("not TLS") };
+        assert!(joined.starts_with(&record[..8]), "the whole first record: {joined:?}");
     }
 
     #[tokio::test]

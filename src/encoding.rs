@@ -44,22 +44,29 @@ pub fn random_urlsafe(bytes: usize) -> String {
     base64_url(&random_bytes(bytes))
 }
 
-/// `bytes` fresh random bytes from the OS.
+/// `bytes` fresh random bytes from the OS (see [`fill_random`]).
+pub fn random_bytes(bytes: usize) -> Vec<u8> {
+    let mut out = vec![0u8; bytes];
+    fill_random(&mut out);
+    out
+}
+
+/// Fills `out` with fresh random bytes from the OS.
 ///
 /// They come from getrandom(2) in 4 KiB batches per thread, each byte used
 /// once and wiped after use: the same kernel CSPRNG output, without a
-/// system call for every value (three per redirect otherwise).
-pub fn random_bytes(bytes: usize) -> Vec<u8> {
+/// system call for every value (three per redirect, and four per TLS
+/// handshake, otherwise).
+pub fn fill_random(out: &mut [u8]) {
     use std::cell::RefCell;
     const POOL: usize = 4096;
     thread_local! {
         static RANDOM: RefCell<(Vec<u8>, usize)> = const { RefCell::new((Vec::new(), POOL)) };
     }
-    let mut out = vec![0u8; bytes];
     RANDOM.with(|pool| {
         let (buf, used) = &mut *pool.borrow_mut();
         let mut filled = 0;
-        while filled < bytes {
+        while filled < out.len() {
             if *used == buf.len() || buf.is_empty() {
                 use ring::rand::SecureRandom;
                 buf.resize(POOL, 0);
@@ -68,14 +75,13 @@ pub fn random_bytes(bytes: usize) -> Vec<u8> {
                 ring::rand::SystemRandom::new().fill(buf).expect("the OS random number generator failed");
                 *used = 0;
             }
-            let take = (bytes - filled).min(buf.len() - *used);
+            let take = (out.len() - filled).min(buf.len() - *used);
             out[filled..filled + take].copy_from_slice(&buf[*used..*used + take]);
             buf[*used..*used + take].fill(0);
             *used += take;
             filled += take;
         }
     });
-    out
 }
 
 /// Why a query string, form body or cookie could not be read.

@@ -210,7 +210,14 @@ async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, ac
                 tls.shutdown().await.ok();
                 return;
             }
-            if !tls.has_buffered_input() && !first_bytes(tls.get_ref(), &activity, shared).await {
+            // What TLS still owes (the session ticket) goes out with the
+            // first response when the request came with the handshake's
+            // end. Otherwise it goes now: it also acknowledges the client's
+            // Finished at once, and a client with Nagle's algorithm on holds
+            // its request until then (40 ms of delayed ACK without it).
+            if !tls.has_buffered_input()
+                && (tls.flush().await.is_err() || !first_bytes(tls.get_ref(), &activity, shared).await)
+            {
                 return;
             }
             let h2 = tls.alpn_protocol() == Some(b"h2");

@@ -106,12 +106,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         self.plaintext.len() > self.plaintext_taken || !self.incoming.is_empty()
     }
 
-    /// Sends our flights and reads the peer's until the handshake is done
-    /// and everything owed (the session ticket too) is on the wire.
+    /// Sends our flights and reads the peer's until the handshake is done.
+    /// What TLS 1.3 owes after it, the session ticket, stays queued: it goes
+    /// out with the first response, in the same segment and system call
+    /// (or on `flush`).
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
+            let done = !self.conn.is_handshaking();
+            if done && self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+                return Poll::Ready(Ok(()));
+            }
+            // TLS 1.2 ends with our Finished, which the peer waits for.
             ready!(self.poll_send(cx))?;
-            if !self.conn.is_handshaking() {
+            if done {
                 return Poll::Ready(Ok(()));
             }
             if self.read_closed {
@@ -232,7 +239,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                     }
                 }
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    append(&mut self.outgoing, 1024, |out| data.encode(out))?;
+                    // Sized exactly: a session ticket may wait here for the
+                    // first request.
+                    append(&mut self.outgoing, 0, |out| data.encode(out))?;
                 }
                 // Queued in `outgoing`, which goes out in order before
                 // anything written later.
@@ -329,14 +338,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        // What rustls owes the peer (the session ticket, a key update)
+        // waits for the next write or flush: one segment instead of two.
         let this = self.get_mut();
-        if this.outgoing_sent < this.outgoing.len() {
-            // A message rustls owes the peer (a key update, say) goes out
-            // whenever the socket takes it.
-            if let Poll::Ready(Err(err)) = this.poll_send(cx) {
-                return Poll::Ready(Err(err));
-            }
-        }
         loop {
             if this.take_plaintext(buf) || this.read_closed {
                 return Poll::Ready(Ok(()));
@@ -353,8 +357,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        // Bounded: the previous write must be on the wire first.
-        ready!(this.poll_send(cx))?;
+        // Bounded: at most a record's worth waits unsent. Below that, what
+        // is queued (the session ticket after the handshake) goes out with
+        // this write, in one system call.
+        if this.outgoing.len() - this.outgoing_sent >= MAX_RECORD {
+            ready!(this.poll_send(cx))?;
+        }
         if this.write_closed {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
@@ -569,7 +577,9 @@ mod tests {
     async fn requests_and_responses_cross_and_nothing_is_held_between_them() {
         let (mut server, mut client) = connect(64 * 1024, &[&rustls::version::TLS13]).await;
         assert_eq!(server.alpn_protocol(), None);
-        assert!(holds_no_buffers(&server), "after the handshake");
+        assert!(!server.outgoing.is_empty(), "the session ticket waits for the first response");
+        server.flush().await.unwrap();
+        assert!(holds_no_buffers(&server), "after the handshake and a flush");
         for size in [1, 300, 16 * 1024, 100 * 1024] {
             exchange(&mut server, &mut client, size).await;
             assert!(holds_no_buffers(&server), "after {size} bytes each way");

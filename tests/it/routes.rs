@@ -1,12 +1,16 @@
 //! Routing and the TLS edge: /healthz, 404, 405 with Allow, the headers on
 //! every response, HTTP/2 through ALPN, TLS 1.2 accepted, TLS 1.1 refused,
-//! and the plain-HTTP redirect listener.
+//! the session ticket sent at once, and the plain-HTTP redirect listener.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::Method;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::World;
-use crate::support::client::{Client, client_config};
+use crate::support::client::{Client, client_config, tls_connect};
 
 #[tokio::test]
 async fn healthz_answers_get_and_head() {
@@ -70,6 +74,52 @@ async fn tls12_is_accepted() {
     let tls = client_config(&world.pki.ca_der, &[b"http/1.1"], &[&rustls::version::TLS12]);
     let reply = Client::with_config(tls).get(world.server.addr, "/healthz").await;
     assert_eq!(reply.status, 200);
+}
+
+/// Counts the TLS 1.3 session tickets a client is given.
+#[derive(Debug, Default)]
+struct TicketWatch {
+    given: tokio::sync::Notify,
+}
+
+impl rustls::client::ClientSessionStore for TicketWatch {
+    fn set_kx_hint(&self, _: ServerName<'static>, _: rustls::NamedGroup) {}
+    fn kx_hint(&self, _: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        None
+    }
+    fn set_tls12_session(&self, _: ServerName<'static>, _: rustls::client::Tls12ClientSessionValue) {}
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        None
+    }
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {}
+    fn insert_tls13_ticket(&self, _: ServerName<'static>, _: rustls::client::Tls13ClientSessionValue) {
+        self.given.notify_one();
+    }
+    fn take_tls13_ticket(&self, _: &ServerName<'static>) -> Option<rustls::client::Tls13ClientSessionValue> {
+        None
+    }
+}
+
+/// A client with Nagle's algorithm on (most TLS libraries' default) holds
+/// a request written after its Finished until the server acknowledges the
+/// Finished. The session ticket does that at once; without it the kernel's
+/// delayed ACK made every such request wait 40 ms.
+#[tokio::test]
+async fn the_session_ticket_is_sent_right_after_the_handshake() {
+    let world = World::new().await;
+    let watch = Arc::new(TicketWatch::default());
+    let mut config =
+        Arc::unwrap_or_clone(client_config(&world.pki.ca_der, &[b"http/1.1"], &[&rustls::version::TLS13]));
+    config.resumption = rustls::client::Resumption::store(watch.clone());
+    let mut tls = tls_connect(world.server.addr, "localhost", Arc::new(config)).await;
+    // Send nothing; reading makes the client take in what the server sends.
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        _ = watch.given.notified() => {}
+        read = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut byte)) => {
+            panic!("no session ticket before the request: {read:?}");
+        }
+    }
 }
 
 /// A TLS 1.1 ClientHello (legacy_version 0x0302, no supported_versions
