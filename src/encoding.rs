@@ -21,27 +21,38 @@ pub fn base64_url(bytes: &[u8]) -> String {
 }
 
 fn base64_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let sextets = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
-        let keep = chunk.len() + 1;
-        for (i, s) in sextets.iter().enumerate() {
-            if i < keep {
-                out.push(char::from(alphabet[*s as usize]));
-            } else if pad {
-                out.push('=');
-            }
+    let sextet = |n: u32, shift: u32| alphabet[((n >> shift) & 63) as usize];
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
+    let mut chunks = bytes.chunks_exact(3);
+    for chunk in &mut chunks {
+        let n = (u32::from(chunk[0]) << 16) | (u32::from(chunk[1]) << 8) | u32::from(chunk[2]);
+        out.extend_from_slice(&[sextet(n, 18), sextet(n, 12), sextet(n, 6), sextet(n, 0)]);
+    }
+    if let [first, rest @ ..] = chunks.remainder() {
+        let second = rest.first().copied().unwrap_or(0);
+        let n = (u32::from(*first) << 16) | (u32::from(second) << 8);
+        out.extend_from_slice(&[sextet(n, 18), sextet(n, 12)]);
+        if !rest.is_empty() {
+            out.push(sextet(n, 6));
+        }
+        if pad {
+            out.resize(out.len().next_multiple_of(4), b'=');
         }
     }
-    out
+    String::from_utf8(out).expect("the alphabet is ASCII")
 }
 
 /// `bytes` fresh random bytes from the OS, as base64url: for states, PKCE
 /// verifiers and browser bindings. 32 bytes give 256 bits: unguessable.
 pub fn random_urlsafe(bytes: usize) -> String {
-    base64_url(&random_bytes(bytes))
+    let mut buf = [0u8; 64];
+    match buf.get_mut(..bytes) {
+        Some(random) => {
+            fill_random(random);
+            base64_url(random)
+        }
+        None => base64_url(&random_bytes(bytes)),
+    }
 }
 
 /// `bytes` fresh random bytes from the OS (see [`fill_random`]).
@@ -148,14 +159,24 @@ fn hex_value(b: u8) -> Option<u8> {
 /// safe both in a URL query and in a form body.
 pub fn percent_encode(input: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in input.as_bytes() {
+    out.reserve(input.len());
+    // Runs of unreserved bytes are copied whole. A run is ASCII, so it
+    // starts and ends on character boundaries.
+    let mut run = 0;
+    for (i, &b) in input.as_bytes().iter().enumerate() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
+            continue;
         }
+        if run < i {
+            out.push_str(&input[run..i]);
+        }
+        out.push('%');
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+        run = i + 1;
+    }
+    if run < input.len() {
+        out.push_str(&input[run..]);
     }
 }
 

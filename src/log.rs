@@ -62,18 +62,16 @@ pub fn init(journal: bool) {
 /// the order). Errors writing to stderr are ignored: there is nowhere else
 /// to report them.
 pub fn write(level: Level, args: fmt::Arguments<'_>) {
-    let line = format_line(level, args);
     let mut pending = lock_pending();
-    pending.extend_from_slice(line.as_bytes());
+    push_line(&mut pending, level, args);
     write_out(&mut pending);
 }
 
 /// Adds an access-log line to the batch (see the module doc).
 pub fn access(args: fmt::Arguments<'_>) {
-    let line = format_line(Level::Info, args);
     let mut pending = lock_pending();
     let first = pending.is_empty();
-    pending.extend_from_slice(line.as_bytes());
+    push_line(&mut pending, Level::Info, args);
     if pending.len() >= BATCH_BYTES {
         write_out(&mut pending);
     } else if first {
@@ -94,15 +92,16 @@ pub fn flush() {
     write_out(&mut lock_pending());
 }
 
-fn format_line(level: Level, args: fmt::Arguments<'_>) -> String {
-    let mut line = String::with_capacity(96);
+/// Appends one formatted line to `out`, the batch itself: no line is
+/// built on its own first.
+fn push_line(out: &mut Vec<u8>, level: Level, args: fmt::Arguments<'_>) {
+    use std::io::Write;
     if JOURNAL_PREFIX.load(Ordering::Relaxed) {
-        line.push_str(&format!("<{}>", level.priority()));
+        write!(out, "<{}>", level.priority()).ok();
     }
-    line.push_str(level.label());
-    fmt::write(&mut line, args).ok();
-    line.push('\n');
-    line
+    out.extend_from_slice(level.label().as_bytes());
+    out.write_fmt(args).ok();
+    out.push(b'\n');
 }
 
 fn lock_pending() -> std::sync::MutexGuard<'static, Vec<u8>> {

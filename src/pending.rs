@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
-use crate::encoding::{base64_url, random_bytes};
+use crate::encoding::{base64_url, fill_random};
 use crate::secret::Secret;
 
 /// Every flow cookie's name starts with this.
@@ -81,8 +81,10 @@ impl PendingStates {
     /// request carried, oldest first (RFC 6265 §5.4 orders them so).
     pub fn start(&self, state: &str, verifier: &Secret<String>, now: u64, present: &[&str]) -> Vec<String> {
         let expires = now + self.ttl.as_secs();
-        let mut plaintext = expires.to_be_bytes().to_vec();
-        plaintext.extend_from_slice(verifier.expose().as_bytes());
+        let verifier = verifier.expose().as_bytes();
+        let mut plaintext = Vec::with_capacity(8 + verifier.len() + self.key.algorithm().tag_len());
+        plaintext.extend_from_slice(&expires.to_be_bytes());
+        plaintext.extend_from_slice(verifier);
         let nonce_bytes = nonce();
         self.key
             .seal_in_place_append_tag(
@@ -91,14 +93,17 @@ impl PendingStates {
                 &mut plaintext,
             )
             .expect("sealing a short message cannot fail");
-        let mut sealed = nonce_bytes.to_vec();
+        let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len());
+        sealed.extend_from_slice(&nonce_bytes);
         sealed.extend_from_slice(&plaintext);
-        let mut cookies = vec![format!(
-            "{}={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
-            cookie_name(state),
-            base64_url(&sealed),
-            self.ttl.as_secs()
-        )];
+        let mut cookie = cookie_name(state);
+        cookie.reserve(sealed.len().div_ceil(3) * 4 + 64);
+        cookie.push('=');
+        cookie.push_str(&base64_url(&sealed));
+        cookie.push_str("; Path=/; Max-Age=");
+        cookie.push_str(&self.ttl.as_secs().to_string());
+        cookie.push_str("; Secure; HttpOnly; SameSite=Lax");
+        let mut cookies = vec![cookie];
         let excess = (present.len() + 1).saturating_sub(self.per_browser);
         cookies.extend(present.iter().take(excess).map(|name| clear(name)));
         cookies
@@ -159,7 +164,7 @@ impl PendingStates {
 /// the state away in logs of cookie names.
 pub fn cookie_name(state: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, state.as_bytes());
-    format!("{COOKIE_PREFIX}{}", &base64_url(&digest.as_ref()[..12]))
+    COOKIE_PREFIX.to_owned() + &base64_url(&digest.as_ref()[..12])
 }
 
 fn used_key(state: &str) -> [u8; 16] {
@@ -176,7 +181,7 @@ fn clear(name: &str) -> String {
 /// A fresh nonce: 96 random bits, never repeated in practice under one key.
 fn nonce() -> [u8; NONCE_LEN] {
     let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&random_bytes(NONCE_LEN));
+    fill_random(&mut nonce);
     nonce
 }
 
