@@ -14,7 +14,10 @@ cd "$repo"
 for tool in nginx wrk h2load python3 taskset; do
     command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool" >&2; exit 1; }
 done
-cargo build --release --quiet --bin yandex-token --example flood --example startup --example exchange_latency
+# Two builds: examples bring the dev-dependencies' tokio features, which
+# must not reach the measured binary.
+cargo build --release --quiet --bin yandex-token
+cargo build --release --quiet --example flood --example startup --example exchange_latency
 # The size target is for the build without ACME; both sizes are reported.
 cargo build --release --quiet --no-default-features --bin yandex-token --target-dir "$repo/target/minimal"
 bin=$repo/target/release/yandex-token
