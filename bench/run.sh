@@ -198,15 +198,20 @@ for line in open(path):
     rows.setdefault(name, []).append([float(v) for v in values])
 med = {name: [statistics.median(col) for col in zip(*vals)] for name, vals in rows.items()}
 n, y = med["nginx"], med["yandex-token"]
+# Each round's ratio compares two runs a minute apart; on a shared machine
+# their median is steadier than the ratio of the two medians.
+ratios = [[b / a if a else float("nan") for a, b in zip(rn, ry)]
+          for rn, ry in zip(rows["nginx"], rows["yandex-token"])]
 cols = ["keep-alive req/s", "CPU us/req", "new TLS conn/s", "CPU us/conn", "RSS idle MiB",
         "RSS after keep-alive MiB", "startup to first answer ms", "h2load req/s"]
 print(f"medians of {rounds} interleaved rounds, wrk -t1 -c64 -d{seconds}s, server on CPU 0, load on CPU 1\n")
-print("| measure | nginx `return 302` | yandex-token `GET /get_token` | ratio (yt / nginx) |")
-print("|---|---|---|---|")
+print("| measure | nginx `return 302` | yandex-token `GET /get_token` | ratio (yt / nginx), median of rounds | ratio per round |")
+print("|---|---|---|---|---|")
 for i, col in enumerate(cols):
-    ratio = y[i] / n[i] if n[i] else float("nan")
-    print(f"| {col} | {n[i]:,.1f} | {y[i]:,.1f} | {ratio:.2f} |")
-print(f"| RSS with 10,000 idle TLS connections | {nginx10k} | {yt10k} MiB ({held} held) | |")
+    each = [r[i] for r in ratios]
+    print(f"| {col} | {n[i]:,.1f} | {y[i]:,.1f} | {statistics.median(each):.2f} | "
+          + " ".join(f"{r:.2f}" for r in each) + " |")
+print(f"| RSS with 10,000 idle TLS connections | {nginx10k} | {yt10k} MiB ({held} held) | | |")
 print(f"\nyandex-token: {per_conn} bytes per idle TLS connection; release binary, stripped: "
       f"{int(size) / 1048576:.2f} MiB with the default features (ACME included), "
       f"{int(size_minimal) / 1048576:.2f} MiB without ACME (--no-default-features);")
