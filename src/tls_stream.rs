@@ -138,39 +138,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         if self.failed {
             return Poll::Ready(Err(failed()));
         }
-        let outcome = if self.incoming.is_empty() {
-            // The usual case: whole records arrive, are decrypted on the
-            // stack, and nothing is kept.
-            let mut stack = [MaybeUninit::<u8>::uninit(); MAX_RECORD];
-            let mut read = ReadBuf::uninit(&mut stack);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
-            if read.filled().is_empty() {
-                self.read_closed = true;
-                return Poll::Ready(Ok(()));
-            }
+        let held = self.incoming.len();
+        if held >= MAX_INCOMING {
+            return Poll::Ready(Err(invalid_data("TLS message too large")));
+        }
+        // Read on the stack, so a connection waiting here holds nothing.
+        let mut stack = [MaybeUninit::<u8>::uninit(); MAX_RECORD];
+        let mut read = ReadBuf::uninit(&mut stack[..MAX_RECORD.min(MAX_INCOMING - held)]);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
+        if read.filled().is_empty() {
+            self.read_closed = true;
+            return Poll::Ready(Ok(()));
+        }
+        let outcome = if held == 0 {
+            // The usual case: whole records arrive, are decrypted where they
+            // were read, and nothing is kept.
             let input = read.filled_mut();
-            match self.process(input, reader, None) {
-                Ok((consumed, _)) => {
-                    self.keep_incoming(&input[consumed..]);
-                    Ok(())
-                }
-                Err(err) => Err(err),
-            }
+            self.process(input, reader, None).map(|(consumed, _)| self.keep_incoming(&input[consumed..]))
         } else {
-            let held = self.incoming.len();
-            if held >= MAX_INCOMING {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "TLS message too large")));
-            }
-            self.incoming.resize(held + MAX_RECORD.min(MAX_INCOMING - held), 0);
-            let mut read = ReadBuf::new(&mut self.incoming[held..]);
-            let polled = Pin::new(&mut self.io).poll_read(cx, &mut read);
-            let got = read.filled().len();
-            self.incoming.truncate(held + got);
-            ready!(polled)?;
-            if got == 0 {
-                self.read_closed = true;
-                return Poll::Ready(Ok(()));
-            }
+            // The rest of a record (or handshake message) begun earlier.
+            self.incoming.extend_from_slice(read.filled());
             self.process_incoming(reader, None).map(drop)
         };
         if outcome.is_err() {
@@ -591,6 +578,21 @@ mod tests {
         let (mut server, mut client) = connect(1, &[&rustls::version::TLS13]).await;
         exchange(&mut server, &mut client, 5000).await;
         assert!(holds_no_buffers(&server));
+    }
+
+    #[tokio::test]
+    async fn a_partial_record_is_held_in_exactly_its_bytes() {
+        let (mut server, mut client) = connect(64 * 1024, &[&rustls::version::TLS13]).await;
+        exchange(&mut server, &mut client, 10).await;
+        // A record header announcing 256 bytes, and 3 of them.
+        client.get_mut().0.write_all(&[0x17, 0x03, 0x03, 0x01, 0x00, 1, 2, 3]).await.unwrap();
+        let mut buf = [0u8; 64];
+        let mut read = ReadBuf::new(&mut buf);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // The pipe already holds the bytes: one poll takes them, then waits.
+        assert!(Pin::new(&mut server).poll_read(&mut cx, &mut read).is_pending());
+        assert_eq!(server.incoming.len(), 8);
+        assert_eq!(server.incoming.capacity(), 8, "no read buffer is kept while waiting");
     }
 
     #[tokio::test]
