@@ -45,21 +45,18 @@ fn base64_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
 /// `bytes` fresh random bytes from the OS, as base64url: for states, PKCE
 /// verifiers and browser bindings. 32 bytes give 256 bits: unguessable.
 pub fn random_urlsafe(bytes: usize) -> String {
-    let mut buf = [0u8; 64];
-    match buf.get_mut(..bytes) {
-        Some(random) => {
-            fill_random(random);
-            base64_url(random)
+    // On the stack for every size we use; no allocation to zero and free.
+    let mut small = [0u8; 64];
+    let mut large = Vec::new();
+    let random = match small.get_mut(..bytes) {
+        Some(random) => random,
+        None => {
+            large.resize(bytes, 0);
+            &mut large[..]
         }
-        None => base64_url(&random_bytes(bytes)),
-    }
-}
-
-/// `bytes` fresh random bytes from the OS (see [`fill_random`]).
-pub fn random_bytes(bytes: usize) -> Vec<u8> {
-    let mut out = vec![0u8; bytes];
-    fill_random(&mut out);
-    out
+    };
+    fill_random(random);
+    base64_url(random)
 }
 
 /// Fills `out` with fresh random bytes from the OS.

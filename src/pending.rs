@@ -12,6 +12,7 @@
 //! with completed callbacks, each of which costs a token-endpoint call.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -100,9 +101,8 @@ impl PendingStates {
         cookie.reserve(sealed.len().div_ceil(3) * 4 + 64);
         cookie.push('=');
         cookie.push_str(&base64_url(&sealed));
-        cookie.push_str("; Path=/; Max-Age=");
-        cookie.push_str(&self.ttl.as_secs().to_string());
-        cookie.push_str("; Secure; HttpOnly; SameSite=Lax");
+        write!(cookie, "; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax", self.ttl.as_secs())
+            .expect("writing to a String cannot fail");
         let mut cookies = vec![cookie];
         let excess = (present.len() + 1).saturating_sub(self.per_browser);
         cookies.extend(present.iter().take(excess).map(|name| clear(name)));

@@ -35,13 +35,12 @@ pub fn provider() -> Arc<CryptoProvider> {
     let mut ring = rustls::crypto::ring::default_provider();
     // Stable: TLS 1.3 stays before TLS 1.2, AES-GCM before ChaCha20.
     ring.cipher_suites.sort_by_key(|suite| {
-        let common = match suite {
-            SupportedCipherSuite::Tls13(suite) => &suite.common,
-            SupportedCipherSuite::Tls12(suite) => &suite.common,
+        let (tls13, common) = match suite {
+            SupportedCipherSuite::Tls13(suite) => (true, &suite.common),
+            SupportedCipherSuite::Tls12(suite) => (false, &suite.common),
         };
-        common.hash_provider.algorithm() != HashAlgorithm::SHA256
+        (!tls13, common.hash_provider.algorithm() != HashAlgorithm::SHA256)
     });
-    ring.cipher_suites.sort_by_key(|suite| suite.version() != &rustls::version::TLS13);
     Arc::new(CryptoProvider { secure_random: &PooledRandom, ..ring })
 }
 

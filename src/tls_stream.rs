@@ -15,7 +15,7 @@ use std::task::{Context, Poll, ready};
 use rustls::ServerConfig;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The most plaintext one record carries (RFC 8446 §5.1).
 const MAX_PLAINTEXT: usize = 16 * 1024;
@@ -83,8 +83,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             Ok(()) => Ok(stream),
             Err(err) => {
                 // The alert rustls queued, if the peer still listens.
-                let unsent = mem::take(&mut stream.outgoing);
-                stream.io.write_all(&unsent[stream.outgoing_sent.min(unsent.len())..]).await.ok();
+                poll_fn(|cx| stream.poll_send(cx)).await.ok();
                 Err(err)
             }
         }
@@ -154,7 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             // The usual case: whole records arrive, are decrypted where they
             // were read, and nothing is kept.
             let input = read.filled_mut();
-            self.process(input, reader, None).map(|(consumed, _)| self.keep_incoming(&input[consumed..]))
+            self.process(input, reader, None).map(|(consumed, _)| self.incoming = input[consumed..].to_vec())
         } else {
             // The rest of a record (or handshake message) begun earlier.
             self.incoming.extend_from_slice(read.filled());
@@ -176,21 +175,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         let mut input = mem::take(&mut self.incoming);
         let outcome = self.process(&mut input, reader, send);
         let consumed = outcome.as_ref().map_or(0, |(consumed, _)| *consumed);
-        self.keep_incoming(&input[consumed..]);
+        // In exactly as much memory: nothing at all between records.
+        self.incoming = input[consumed..].to_vec();
         outcome.map(|(_, sent)| sent)
-    }
-
-    /// Keeps `rest` as the unconsumed input, in exactly as much memory.
-    fn keep_incoming(&mut self, rest: &[u8]) {
-        let mut kept = mem::take(&mut self.incoming);
-        kept.clear();
-        if rest.is_empty() {
-            kept = Vec::new();
-        } else {
-            kept.extend_from_slice(rest);
-            kept.shrink_to_fit();
-        }
-        self.incoming = kept;
     }
 
     /// Runs rustls over `input` until it needs more bytes: decrypted data
@@ -277,7 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     fn queue_alert(&mut self, input: &mut [u8]) {
         let UnbufferedStatus { state, .. } = self.conn.process_tls_records(input);
         if let Ok(ConnectionState::EncodeTlsData(mut data)) = state {
-            append(&mut self.outgoing, 64, |out| data.encode(out)).ok();
+            append(&mut self.outgoing, 0, |out| data.encode(out)).ok();
         }
     }
 
