@@ -65,7 +65,7 @@ async fn main() {
         &url,
         Endpoint::parse(&format!("{url}token")).unwrap(),
         None,
-        client_tls.clone(),
+        yandex_token::tls::ClientTls::ready(client_tls.clone()),
         ClientLimits {
             connect_timeout: Duration::from_secs(5),
             total_timeout: Duration::from_secs(15),

@@ -54,7 +54,7 @@ pub struct App {
 
 impl App {
     /// Builds the server state for `serve`: loads the certificate and key,
-    /// the client secret and the trust anchors. Any failure names the file.
+    /// the client secret and `--ca-file`. Any failure names the file.
     pub fn from_config(config: &Config) -> Result<App, StartupError> {
         let secret_file = config.client_secret_file.clone().ok_or_else(|| {
             StartupError::msg(
@@ -162,12 +162,13 @@ fn acme_resolver(_: &crate::config::AcmeSettings) -> Result<Arc<CertResolver>, S
 }
 
 /// The OAuth client for `config`, with the given secret: requires
-/// `--client-id` and loads the trust anchors.
+/// `--client-id` and reads `--ca-file` (the system's roots are read when
+/// the first exchange needs them).
 pub fn oauth_client(config: &Config, secret: Secret<Arc<str>>) -> Result<OAuthClient, StartupError> {
     let client_id = config.client_id.clone().ok_or_else(|| {
         StartupError::msg("no client id: pass --client-id (or YANDEX_TOKEN_CLIENT_ID), the app's ClientID")
     })?;
-    let client_tls = tls::client_config(true, config.ca_file.as_deref(), &[])?;
+    let client_tls = tls::ClientTls::deferred(config.ca_file.as_deref())?;
     Ok(OAuthClient::new(
         client_id,
         secret,

@@ -228,7 +228,7 @@ fn run_demo(config: &Config) -> Result<(), Failure> {
             &oauth_url,
             endpoint,
             config.redirect_uri.clone(),
-            client_tls,
+            tls::ClientTls::ready(client_tls),
             app::client_limits(&config.limits),
         )
         .with_login_url(Endpoint::parse(&format!("{oauth_url}info")).expect("the demo URL is valid"));

@@ -19,6 +19,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::encoding::{base64_url, form_encode, percent_encode, random_urlsafe};
 use crate::secret::Secret;
+use crate::tls::ClientTls;
 
 /// An `https://` endpoint, parsed once: where to connect, what to verify and
 /// what to put in the request line and `Host`.
@@ -230,7 +231,7 @@ pub struct OAuthClient {
     revoke: Endpoint,
     login: Option<Endpoint>,
     redirect_uri: Option<String>,
-    connector: TlsConnector,
+    tls: ClientTls,
     limits: ClientLimits,
 }
 
@@ -251,7 +252,7 @@ impl OAuthClient {
         oauth_url: &str,
         token: Endpoint,
         redirect_uri: Option<String>,
-        tls: Arc<rustls::ClientConfig>,
+        tls: ClientTls,
         limits: ClientLimits,
     ) -> OAuthClient {
         let revoke = Endpoint {
@@ -266,7 +267,7 @@ impl OAuthClient {
             login: None,
             token,
             redirect_uri,
-            connector: TlsConnector::from(tls),
+            tls,
             limits,
         }
     }
@@ -401,7 +402,8 @@ impl OAuthClient {
     ) -> Result<(StatusCode, Bytes), OAuthError> {
         let request =
             request.map_err(|err| OAuthError::Unreachable(format!("building the request: {err}")))?;
-        let (parts, body) = https_request(&self.connector, &self.limits, endpoint, request).await?;
+        let tls = self.tls.config().map_err(|err| OAuthError::Unreachable(err.to_string()))?;
+        let (parts, body) = https_request(&TlsConnector::from(tls), &self.limits, endpoint, request).await?;
         Ok((parts.status, body))
     }
 }

@@ -129,3 +129,47 @@ async fn reload_rereads_the_client_secret() {
     assert_eq!(world.server.app.reload().len(), 1);
     assert_eq!(complete_flow(&mut client, &world.server).await.status, 200);
 }
+
+/// The system's roots are read when the first exchange needs them, not at
+/// startup, and not finding any is not remembered. The real binary starts
+/// with no `--ca-file` and `SSL_CERT_FILE` naming an empty file: the first
+/// callback is a 502 that says why, and once the file holds the fake's CA
+/// the next flow gets its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_roots_are_read_at_the_first_exchange() {
+    use crate::support::client::Client;
+    use crate::support::process::Running;
+
+    let pki = crate::support::pki::TestPki::new();
+    let fake = crate::support::fake_oauth::FakeOAuth::start(&pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    let roots = dir.path().join("roots.pem");
+    std::fs::write(&roots, "").unwrap();
+    let no_hashed_dir = dir.path().join("certs");
+    std::fs::create_dir(&no_hashed_dir).unwrap();
+    let mut args = vec!["serve".to_owned(), "--listen".into(), "127.0.0.1:0".into()];
+    args.extend(crate::support::server::flags_for(&pki, &fake.url(), &fake.state.secret, dir.path()));
+    let ca_flag = args.iter().position(|arg| arg == "--ca-file").unwrap();
+    args.drain(ca_flag..ca_flag + 2);
+    let env = [("SSL_CERT_FILE", roots.to_str().unwrap()), ("SSL_CERT_DIR", no_hashed_dir.to_str().unwrap())];
+    let (mut server, addr) = Running::start_with_env(&args, &env);
+    *fake.state.callback.lock().unwrap() = Some(format!("https://localhost:{}/get_token", addr.port()));
+    let mut client = Client::new(&pki.ca_der);
+    let mut flow = async || {
+        let start = client.get(addr, "/get_token").await;
+        let at_provider = client.get_url(start.location()).await;
+        client.get_url(at_provider.location()).await
+    };
+
+    let reply = flow().await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "upstream_unreachable");
+    assert!(reply.body.contains("no trust anchors"), "{}", reply.body);
+    assert_eq!(fake.token_calls(), 0);
+
+    std::fs::copy(&pki.ca_pem, &roots).unwrap();
+    let reply = flow().await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fake.token_calls(), 1);
+    assert!(server.terminate().success());
+}
