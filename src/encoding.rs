@@ -21,25 +21,68 @@ pub fn base64_url(bytes: &[u8]) -> String {
 }
 
 fn base64_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
+    let mut out = vec![0; base64_len(bytes.len(), pad)];
+    base64_into(bytes, alphabet, pad, &mut out);
+    String::from_utf8(out).expect("the alphabet is ASCII")
+}
+
+/// Appends `bytes` as unpadded base64url to `out`.
+pub fn base64_url_append(bytes: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + base64_len(bytes.len(), false), 0);
+    base64_into(bytes, URL_SAFE, false, &mut out[start..]);
+}
+
+/// The length of `n` bytes in base64, with or without `=` padding.
+pub const fn base64_len(n: usize, pad: bool) -> usize {
+    if pad { n.div_ceil(3) * 4 } else { (n * 4).div_ceil(3) }
+}
+
+/// Encodes `bytes` into `out`, which is [`base64_len`] long.
+fn base64_into(bytes: &[u8], alphabet: &[u8; 64], pad: bool, out: &mut [u8]) {
+    debug_assert_eq!(out.len(), base64_len(bytes.len(), pad));
     let sextet = |n: u32, shift: u32| alphabet[((n >> shift) & 63) as usize];
-    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
-    let mut chunks = bytes.chunks_exact(3);
-    for chunk in &mut chunks {
-        let n = (u32::from(chunk[0]) << 16) | (u32::from(chunk[1]) << 8) | u32::from(chunk[2]);
-        out.extend_from_slice(&[sextet(n, 18), sextet(n, 12), sextet(n, 6), sextet(n, 0)]);
+    let full = bytes.len() / 3;
+    for i in 0..full {
+        let n = (u32::from(bytes[3 * i]) << 16)
+            | (u32::from(bytes[3 * i + 1]) << 8)
+            | u32::from(bytes[3 * i + 2]);
+        out[4 * i..4 * i + 4].copy_from_slice(&[sextet(n, 18), sextet(n, 12), sextet(n, 6), sextet(n, 0)]);
     }
-    if let [first, rest @ ..] = chunks.remainder() {
+    if let [first, rest @ ..] = &bytes[3 * full..] {
         let second = rest.first().copied().unwrap_or(0);
         let n = (u32::from(*first) << 16) | (u32::from(second) << 8);
-        out.extend_from_slice(&[sextet(n, 18), sextet(n, 12)]);
-        if !rest.is_empty() {
-            out.push(sextet(n, 6));
-        }
-        if pad {
-            out.resize(out.len().next_multiple_of(4), b'=');
-        }
+        let third = if rest.is_empty() { b'=' } else { sextet(n, 6) };
+        // Unpadded, the end is two or three characters long; padded, four.
+        let end = &mut out[4 * full..];
+        end.copy_from_slice(&[sextet(n, 18), sextet(n, 12), third, b'='][..end.len()]);
     }
-    String::from_utf8(out).expect("the alphabet is ASCII")
+}
+
+/// 32 bytes as unpadded base64url: 43 characters held in place, so the
+/// state and the PKCE pair of a redirect cost no allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct UrlSafe32([u8; 43]);
+
+impl UrlSafe32 {
+    /// The encoding of `bytes`.
+    pub fn encode(bytes: &[u8; 32]) -> UrlSafe32 {
+        let mut text = [0; 43];
+        base64_into(bytes, URL_SAFE, false, &mut text);
+        UrlSafe32(text)
+    }
+
+    /// 32 fresh random bytes, encoded: 256 bits, unguessable.
+    pub fn random() -> UrlSafe32 {
+        let mut bytes = [0; 32];
+        fill_random(&mut bytes);
+        UrlSafe32::encode(&bytes)
+    }
+
+    /// The 43 characters.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("the alphabet is ASCII")
+    }
 }
 
 /// `bytes` fresh random bytes from the OS, as base64url: for states, PKCE
@@ -276,6 +319,20 @@ mod tests {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
         assert_eq!(base64_url(digest.as_ref()), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    }
+
+    #[test]
+    fn fixed_size_and_appended_base64url_match_the_plain_encoding() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 41 + 7) as u8);
+        assert_eq!(UrlSafe32::encode(&bytes).as_str(), base64_url(&bytes));
+        for len in 0..8 {
+            let mut out = b"head:".to_vec();
+            base64_url_append(&bytes[..len], &mut out);
+            assert_eq!(out, format!("head:{}", base64_url(&bytes[..len])).into_bytes());
+        }
+        let values: std::collections::HashSet<String> =
+            (0..300).map(|_| UrlSafe32::random().as_str().to_owned()).collect();
+        assert_eq!(values.len(), 300);
     }
 
     #[test]

@@ -11,11 +11,11 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use crate::app::App;
-use crate::encoding::{cookie_pairs, pick_params, random_urlsafe};
+use crate::encoding::{UrlSafe32, cookie_pairs, pick_params};
 use crate::error::AppError;
 use crate::oauth::Pkce;
 use crate::pending::COOKIE_PREFIX;
-use crate::routes::{Body, json_response};
+use crate::routes::{self, Body, json_response};
 use crate::secret::Secret;
 use crate::token_store::{TokenStore, now_unix};
 
@@ -50,7 +50,9 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
     }
     match (code, state) {
         (None, None) => Ok(start(app, request)),
-        (Some(code), Some(state)) => finish(app, request, &code, &state).await,
+        // Boxed, so every redirect's future is not as large as the
+        // exchange's (7 KiB) and copied whole with each request.
+        (Some(code), Some(state)) => Box::pin(finish(app, request, &code, &state)).await,
         (Some(_), None) => Err(AppError::BadState("the callback has a code but no state")),
         (None, Some(_)) => Err(AppError::BadRequest("the callback has a state but no code".into())),
     }
@@ -64,21 +66,20 @@ fn cookies(request: &Request<Incoming>) -> impl Iterator<Item = (&str, &str)> {
 /// Starts a flow: a fresh state and PKCE pair, sealed into a cookie for
 /// this browser, and a redirect to the provider's authorize page.
 fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
-    let state = random_urlsafe(32);
+    let state = UrlSafe32::random();
     let pkce = Pkce::generate();
     let location = app.oauth.authorize_url(&state, &pkce.challenge);
     let present: Vec<&str> =
         cookies(request).map(|(name, _)| name).filter(|name| name.starts_with(COOKIE_PREFIX)).collect();
-    let set_cookies = app.pending.start(&state, &pkce.verifier, now_unix(), &present);
+    let (cookie, clears) = app.pending.start(state.as_str(), &pkce.verifier, now_unix(), &present);
     app.metrics.flow_started();
-    let mut response = Response::new(Body::default());
-    *response.status_mut() = StatusCode::FOUND;
+    let mut response = routes::response(StatusCode::FOUND, Body::default(), 2 + clears.len());
     let headers = response.headers_mut();
     headers.insert(
         header::LOCATION,
         HeaderValue::try_from(location).expect("percent-encoded URL is a valid header"),
     );
-    for cookie in set_cookies {
+    for cookie in std::iter::once(cookie).chain(clears) {
         headers.append(
             header::SET_COOKIE,
             HeaderValue::try_from(cookie).expect("base64url cookie is a valid header"),

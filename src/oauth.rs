@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::encoding::{base64_url, form_encode, percent_encode, random_urlsafe};
+use crate::encoding::{UrlSafe32, form_encode, percent_encode};
 use crate::secret::Secret;
 use crate::tls::ClientTls;
 
@@ -77,20 +77,21 @@ impl fmt::Debug for Endpoint {
 }
 
 /// A PKCE pair: the verifier stays on the server, the challenge goes to the
-/// provider in the authorize URL.
+/// provider in the authorize URL. Both are held in place, not allocated.
 pub struct Pkce {
     /// 43 characters of base64url from 32 random bytes.
-    pub verifier: Secret<String>,
+    pub verifier: Secret<UrlSafe32>,
     /// `BASE64URL(SHA256(verifier))`.
-    pub challenge: String,
+    pub challenge: UrlSafe32,
 }
 
 impl Pkce {
     /// A fresh pair.
     pub fn generate() -> Pkce {
-        let verifier = random_urlsafe(32);
-        let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
-        Pkce { challenge: base64_url(digest.as_ref()), verifier: Secret::new(verifier) }
+        let verifier = UrlSafe32::random();
+        let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_str().as_bytes());
+        let digest = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
+        Pkce { challenge: UrlSafe32::encode(digest), verifier: Secret::new(verifier) }
     }
 }
 
@@ -226,7 +227,10 @@ pub struct ClientLimits {
 pub struct OAuthClient {
     client_id: String,
     secret: RwLock<Secret<Arc<str>>>,
-    authorize_url: String,
+    /// The authorize URL up to the state, and after the challenge: what
+    /// never changes is percent-encoded once.
+    authorize_head: String,
+    authorize_tail: String,
     token: Endpoint,
     revoke: Endpoint,
     login: Option<Endpoint>,
@@ -255,6 +259,14 @@ impl OAuthClient {
         tls: ClientTls,
         limits: ClientLimits,
     ) -> OAuthClient {
+        let mut authorize_head = format!("{oauth_url}authorize?response_type=code&client_id=");
+        percent_encode(&client_id, &mut authorize_head);
+        authorize_head.push_str("&state=");
+        let mut authorize_tail = "&code_challenge_method=S256".to_owned();
+        if let Some(uri) = &redirect_uri {
+            authorize_tail.push_str("&redirect_uri=");
+            percent_encode(uri, &mut authorize_tail);
+        }
         let revoke = Endpoint {
             path: format!("{}revoke_token", token.path.trim_end_matches("token")),
             ..token.clone()
@@ -262,7 +274,8 @@ impl OAuthClient {
         OAuthClient {
             client_id,
             secret: RwLock::new(secret),
-            authorize_url: format!("{oauth_url}authorize"),
+            authorize_head,
+            authorize_tail,
             revoke,
             login: None,
             token,
@@ -330,21 +343,16 @@ impl OAuthClient {
     }
 
     /// Where to send the browser: `{oauth}authorize?response_type=code&…`.
-    pub fn authorize_url(&self, state: &str, code_challenge: &str) -> String {
-        let mut url = String::with_capacity(self.authorize_url.len() + 200);
-        url.push_str(&self.authorize_url);
-        url.push_str("?response_type=code&client_id=");
-        percent_encode(&self.client_id, &mut url);
-        url.push_str("&state=");
-        percent_encode(state, &mut url);
-        url.push_str("&code_challenge=");
-        percent_encode(code_challenge, &mut url);
-        url.push_str("&code_challenge_method=S256");
-        if let Some(redirect_uri) = &self.redirect_uri {
-            url.push_str("&redirect_uri=");
-            percent_encode(redirect_uri, &mut url);
-        }
-        url
+    pub fn authorize_url(&self, state: &UrlSafe32, code_challenge: &UrlSafe32) -> String {
+        // base64url needs no percent-encoding; one allocation of the exact size.
+        [
+            &self.authorize_head,
+            state.as_str(),
+            "&code_challenge=",
+            code_challenge.as_str(),
+            &self.authorize_tail,
+        ]
+        .concat()
     }
 
     /// Trades an authorization code and its PKCE verifier for a token.
@@ -532,13 +540,50 @@ mod tests {
     }
 
     #[test]
+    fn the_authorize_url_encodes_the_fixed_parts_once_and_copies_the_rest() {
+        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let limits = ClientLimits {
+            connect_timeout: Duration::from_secs(1),
+            total_timeout: Duration::from_secs(1),
+            max_body: 1024,
+        };
+        let client = OAuthClient::new(
+            "id &?".into(),
+            Secret::new(Arc::from("secret")),
+            "https://oauth.example/",
+            Endpoint::parse("https://oauth.example/token").unwrap(),
+            Some("https://me.example/get_token?x=1".into()),
+            ClientTls::ready(Arc::new(tls)),
+            limits,
+        );
+        let state = UrlSafe32::encode(&[1; 32]);
+        let challenge = UrlSafe32::encode(&[2; 32]);
+        let url = client.authorize_url(&state, &challenge);
+        assert_eq!(
+            url,
+            format!(
+                "https://oauth.example/authorize?response_type=code&client_id=id%20%26%3F&state={}\
+                 &code_challenge={}&code_challenge_method=S256\
+                 &redirect_uri=https%3A%2F%2Fme.example%2Fget_token%3Fx%3D1",
+                state.as_str(),
+                challenge.as_str()
+            )
+        );
+        assert_eq!(url.len(), url.capacity());
+    }
+
+    #[test]
     fn pkce_pairs_are_fresh_and_consistent() {
         let a = Pkce::generate();
         let b = Pkce::generate();
         assert_ne!(a.verifier, b.verifier);
-        assert_eq!(a.verifier.expose().len(), 43);
-        let digest = ring::digest::digest(&ring::digest::SHA256, a.verifier.expose().as_bytes());
-        assert_eq!(a.challenge, base64_url(digest.as_ref()));
+        assert_eq!(a.verifier.expose().as_str().len(), 43);
+        let digest = ring::digest::digest(&ring::digest::SHA256, a.verifier.expose().as_str().as_bytes());
+        assert_eq!(a.challenge.as_str(), crate::encoding::base64_url(digest.as_ref()));
     }
 
     #[test]

@@ -12,13 +12,12 @@
 //! with completed callbacks, each of which costs a token-endpoint call.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, MAX_TAG_LEN, NONCE_LEN, Nonce, UnboundKey};
 
-use crate::encoding::{base64_url, fill_random};
+use crate::encoding::{UrlSafe32, base64_len, base64_url_append, fill_random};
 use crate::secret::Secret;
 
 /// Every flow cookie's name starts with this.
@@ -26,6 +25,14 @@ pub const COOKIE_PREFIX: &str = "__Host-yt-flow-";
 
 /// Why a callback's state was refused. The text goes to the browser.
 pub type Refusal = &'static str;
+
+/// Bytes of SHA-256(state) in a cookie's name, and the name's length.
+const NAME_HASH_LEN: usize = 12;
+const NAME_LEN: usize = COOKIE_PREFIX.len() + base64_len(NAME_HASH_LEN, false);
+
+/// A PKCE verifier's length ([`UrlSafe32`]), and a sealed cookie's.
+const VERIFIER_LEN: usize = 43;
+const SEALED_LEN: usize = NONCE_LEN + 8 + VERIFIER_LEN + MAX_TAG_LEN;
 
 /// Single-use states remembered at most; the oldest are forgotten first
 /// (by then their code has been spent at the provider anyway).
@@ -43,6 +50,8 @@ pub struct PendingStates {
     used: Mutex<Used>,
     ttl: Duration,
     per_browser: usize,
+    /// What follows a flow cookie's value; the same for every flow.
+    cookie_attributes: String,
 }
 
 impl std::fmt::Debug for PendingStates {
@@ -73,40 +82,46 @@ impl PendingStates {
             used: Mutex::new(Used::default()),
             ttl,
             per_browser: per_browser.max(1),
+            cookie_attributes: format!("; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax", ttl.as_secs()),
         }
     }
 
     /// The `Set-Cookie` values that start a flow for `state`: its sealed
     /// cookie, and removals of this browser's oldest flow cookies past the
-    /// per-browser cap. `present` are the names of the flow cookies the
-    /// request carried, oldest first (RFC 6265 §5.4 orders them so).
-    pub fn start(&self, state: &str, verifier: &Secret<String>, now: u64, present: &[&str]) -> Vec<String> {
+    /// per-browser cap (usually none). `present` are the names of the flow
+    /// cookies the request carried, oldest first (RFC 6265 §5.4 orders
+    /// them so). The cookie is built on the stack and in one allocation of
+    /// its exact size, which a header value then takes over as it is.
+    pub fn start(
+        &self,
+        state: &str,
+        verifier: &Secret<UrlSafe32>,
+        now: u64,
+        present: &[&str],
+    ) -> (String, Vec<String>) {
         let expires = now + self.ttl.as_secs();
-        let verifier = verifier.expose().as_bytes();
-        let mut plaintext = Vec::with_capacity(8 + verifier.len() + self.key.algorithm().tag_len());
-        plaintext.extend_from_slice(&expires.to_be_bytes());
-        plaintext.extend_from_slice(verifier);
-        let nonce_bytes = nonce();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::from(state.as_bytes()),
-                &mut plaintext,
-            )
+        // nonce | AES-256-GCM(expiry | verifier) | tag
+        let mut sealed = [0u8; SEALED_LEN];
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        fill_random(nonce);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).expect("NONCE_LEN bytes");
+        let (message, tag_space) = rest.split_at_mut(8 + VERIFIER_LEN);
+        message[..8].copy_from_slice(&expires.to_be_bytes());
+        message[8..].copy_from_slice(verifier.expose().as_str().as_bytes());
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(state.as_bytes()), message)
             .expect("sealing a short message cannot fail");
-        let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len());
-        sealed.extend_from_slice(&nonce_bytes);
-        sealed.extend_from_slice(&plaintext);
-        let mut cookie = cookie_name(state);
-        cookie.reserve(sealed.len().div_ceil(3) * 4 + 64);
-        cookie.push('=');
-        cookie.push_str(&base64_url(&sealed));
-        write!(cookie, "; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax", self.ttl.as_secs())
-            .expect("writing to a String cannot fail");
-        let mut cookies = vec![cookie];
+        tag_space.copy_from_slice(tag.as_ref());
+        let mut cookie =
+            Vec::with_capacity(NAME_LEN + 1 + base64_len(SEALED_LEN, false) + self.cookie_attributes.len());
+        push_cookie_name(state, &mut cookie);
+        cookie.push(b'=');
+        base64_url_append(&sealed, &mut cookie);
+        cookie.extend_from_slice(self.cookie_attributes.as_bytes());
+        let cookie = String::from_utf8(cookie).expect("the cookie is ASCII");
         let excess = (present.len() + 1).saturating_sub(self.per_browser);
-        cookies.extend(present.iter().take(excess).map(|name| clear(name)));
-        cookies
+        (cookie, present.iter().take(excess).map(|name| clear(name)).collect())
     }
 
     /// Opens the flow of `state` from the request's cookies (name, value)
@@ -163,8 +178,15 @@ impl PendingStates {
 /// The flow cookie's name for `state`: a hash, so the name does not give
 /// the state away in logs of cookie names.
 pub fn cookie_name(state: &str) -> String {
+    let mut name = Vec::with_capacity(NAME_LEN);
+    push_cookie_name(state, &mut name);
+    String::from_utf8(name).expect("the name is ASCII")
+}
+
+fn push_cookie_name(state: &str, out: &mut Vec<u8>) {
     let digest = ring::digest::digest(&ring::digest::SHA256, state.as_bytes());
-    COOKIE_PREFIX.to_owned() + &base64_url(&digest.as_ref()[..12])
+    out.extend_from_slice(COOKIE_PREFIX.as_bytes());
+    base64_url_append(&digest.as_ref()[..NAME_HASH_LEN], out);
 }
 
 fn used_key(state: &str) -> [u8; 16] {
@@ -176,13 +198,6 @@ fn used_key(state: &str) -> [u8; 16] {
 
 fn clear(name: &str) -> String {
     format!("{name}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax")
-}
-
-/// A fresh nonce: 96 random bits, never repeated in practice under one key.
-fn nonce() -> [u8; NONCE_LEN] {
-    let mut nonce = [0u8; NONCE_LEN];
-    fill_random(&mut nonce);
-    nonce
 }
 
 /// Decodes unpadded base64url; `None` on any other character.
@@ -215,6 +230,7 @@ fn decode_base64_url(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::base64_url;
 
     const TTL: Duration = Duration::from_secs(600);
     const NOW: u64 = 1_800_000_000;
@@ -229,16 +245,17 @@ mod tests {
         (name.to_owned(), rest.split(';').next().unwrap().to_owned())
     }
 
-    fn verifier(text: &str) -> Secret<String> {
-        Secret::new(text.to_owned())
+    fn verifier() -> Secret<UrlSafe32> {
+        Secret::new(UrlSafe32::random())
     }
 
     #[test]
     fn a_state_is_taken_once() {
         let flows = store();
-        let (name, value) = pair(&flows.start("s1", &verifier("v1"), NOW, &[])[0]);
+        let v = verifier();
+        let (name, value) = pair(&flows.start("s1", &v, NOW, &[]).0);
         let taken = flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).unwrap();
-        assert_eq!(taken.verifier.expose(), "v1");
+        assert_eq!(taken.verifier.expose(), v.expose().as_str());
         assert!(taken.clear_cookie.contains("Max-Age=0"));
         assert!(flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).is_err());
     }
@@ -246,7 +263,8 @@ mod tests {
     #[test]
     fn a_cookie_opens_only_for_its_state_and_its_server() {
         let flows = store();
-        let (name, value) = pair(&flows.start("s1", &verifier("v1"), NOW, &[])[0]);
+        let v = verifier();
+        let (name, value) = pair(&flows.start("s1", &v, NOW, &[]).0);
         // Another state, even given this cookie under that state's name.
         let other = cookie_name("s2");
         assert!(flows.take("s2", [(other.as_str(), value.as_str())].into_iter(), NOW).is_err());
@@ -266,7 +284,8 @@ mod tests {
     #[test]
     fn expired_states_are_refused() {
         let flows = store();
-        let (name, value) = pair(&flows.start("s1", &verifier("v1"), NOW, &[])[0]);
+        let v = verifier();
+        let (name, value) = pair(&flows.start("s1", &v, NOW, &[]).0);
         let err = flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW + 600).unwrap_err();
         assert!(err.contains("expired"), "{err}");
     }
@@ -274,29 +293,43 @@ mod tests {
     #[test]
     fn two_tabs_both_complete() {
         let flows = store();
-        let first = pair(&flows.start("s1", &verifier("v1"), NOW, &[])[0]);
-        let second = pair(&flows.start("s2", &verifier("v2"), NOW, &[&first.0])[0]);
+        let (v1, v2) = (verifier(), verifier());
+        let first = pair(&flows.start("s1", &v1, NOW, &[]).0);
+        let second = pair(&flows.start("s2", &v2, NOW, &[&first.0]).0);
         let jar = [(first.0.as_str(), first.1.as_str()), (second.0.as_str(), second.1.as_str())];
-        assert_eq!(flows.take("s2", jar.into_iter(), NOW).unwrap().verifier.expose(), "v2");
-        assert_eq!(flows.take("s1", jar.into_iter(), NOW).unwrap().verifier.expose(), "v1");
+        assert_eq!(flows.take("s2", jar.into_iter(), NOW).unwrap().verifier.expose(), v2.expose().as_str());
+        assert_eq!(flows.take("s1", jar.into_iter(), NOW).unwrap().verifier.expose(), v1.expose().as_str());
     }
 
     #[test]
     fn the_per_browser_cap_clears_the_oldest_cookies() {
         let flows = store();
-        let cookies = flows.start("s4", &verifier("v4"), NOW, &["a", "b", "c"]);
-        assert_eq!(cookies.len(), 2, "{cookies:?}");
-        assert!(cookies[1].starts_with("a=;") && cookies[1].contains("Max-Age=0"));
+        let (cookie, clears) = flows.start("s4", &verifier(), NOW, &["a", "b", "c"]);
+        assert!(cookie.starts_with(&cookie_name("s4")));
+        assert_eq!(clears.len(), 1, "{clears:?}");
+        assert!(clears[0].starts_with("a=;") && clears[0].contains("Max-Age=0"));
     }
 
     #[test]
     fn used_states_are_forgotten_once_expired() {
         let flows = store();
-        let (name, value) = pair(&flows.start("s1", &verifier("v1"), NOW, &[])[0]);
+        let v = verifier();
+        let (name, value) = pair(&flows.start("s1", &v, NOW, &[]).0);
         flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).unwrap();
-        let (name2, value2) = pair(&flows.start("s2", &verifier("v2"), NOW + 700, &[])[0]);
+        let (name2, value2) = pair(&flows.start("s2", &v, NOW + 700, &[]).0);
         flows.take("s2", [(name2.as_str(), value2.as_str())].into_iter(), NOW + 700).unwrap();
         assert_eq!(flows.lock().order.len(), 1);
+    }
+
+    #[test]
+    fn a_flow_cookie_is_one_allocation_of_its_exact_size() {
+        // So the header value takes the buffer over as it is (bytes only
+        // copies into a shared buffer when capacity and length differ).
+        let (cookie, clears) = store().start("s1", &verifier(), NOW, &[]);
+        assert_eq!(cookie.len(), cookie.capacity());
+        assert_eq!(clears.capacity(), 0);
+        assert_eq!(cookie_name("s1").len(), NAME_LEN);
+        assert!(cookie.ends_with("; Path=/; Max-Age=600; Secure; HttpOnly; SameSite=Lax"), "{cookie}");
     }
 
     #[test]

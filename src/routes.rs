@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::app::App;
@@ -16,20 +16,31 @@ use crate::{demo, get_token};
 /// Every response body: small and fully buffered.
 pub type Body = Full<Bytes>;
 
+/// How many headers [`route`] adds to every response.
+const ADDED_HEADERS: usize = 6;
+
+/// A response whose header map has room for `own` headers and the ones
+/// [`route`] adds: allocated once, instead of growing (and rehashing) as
+/// they arrive.
+pub fn response(status: StatusCode, body: Body, own: usize) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = HeaderMap::with_capacity(own + ADDED_HEADERS);
+    response
+}
+
 /// A response with a JSON body.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut body = serde_json::to_vec(value).expect("a JSON value serialises");
     body.push(b'\n');
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
+    let mut response = response(status, Full::new(Bytes::from(body)), 1);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
 /// A response with a small plain-text body.
 pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
+    let mut response = response(status, Full::new(Bytes::from_static(text.as_bytes())), 1);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -40,7 +51,9 @@ pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
 pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // For the log line: hyper's URI shares the request's bytes, so this
+    // copies no path.
+    let uri = request.uri().clone();
     // RFC 9112 §3.2: an HTTP/1.1 request without Host is malformed (HTTP/2
     // carries it as :authority, HTTP/1.0 may omit it).
     let hostless = request.version() == hyper::Version::HTTP_11
@@ -62,7 +75,8 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
             Ok(response)
         }
         (_, path) if path.starts_with(demo::PREFIX) => match &app.demo {
-            Some(provider) => provider.handle(request).await,
+            // Boxed for the same reason as the exchange (get_token::handle).
+            Some(provider) => Box::pin(provider.handle(request)).await,
             None => Err(AppError::NotFound),
         },
         _ => Err(AppError::NotFound),
@@ -92,7 +106,7 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
     headers
         .entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
-    log_access(&method, &path, response.status(), started, error);
+    log_access(&method, uri.path(), response.status(), started, error);
     response
 }
 
