@@ -72,13 +72,15 @@ serve startup.out nothing
 serve load.out load
 traced flow.out flow demo --listen "127.0.0.1:$port" --token-dir "$work/demo"
 
-# Function names in first-seen order, each trace's new ones after the last.
+# Function names, each trace's new ones after the last; sorted within a
+# trace, so a rerun changes only the lines whose functions changed.
 python3 - "$bin" "$work/startup.out" "$work/load.out" "$work/flow.out" >build/hot-functions.txt <<'PY'
 import os, sys
 binary, traces = sys.argv[1], sys.argv[2:]
 ours = os.path.basename(binary)
 seen = set()
 for trace in traces:
+    new = set()
     ob = cob = None
     for line in open(trace, errors="replace"):
         key, _, value = line.rstrip("\n").partition("=")
@@ -90,8 +92,10 @@ for trace in traces:
             obj = cob if key == "cfn" and cob else ob
             cob = None
             name = value.split("'")[0]  # callgrind marks recursion as name'2
-            if obj and os.path.basename(obj) == ours and not name.startswith(("0x", "(")) and name not in seen:
-                seen.add(name)
-                print(name)
+            if obj and os.path.basename(obj) == ours and not name.startswith(("0x", "(")):
+                new.add(name)
+    for name in sorted(new - seen):
+        print(name)
+    seen |= new
 PY
 echo "build/hot-functions.txt: $(wc -l <build/hot-functions.txt) functions" >&2

@@ -67,11 +67,13 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     write_out(&mut pending);
 }
 
-/// Adds an access-log line to the batch (see the module doc).
-pub fn access(args: fmt::Arguments<'_>) {
+/// Adds an access-log line to the batch (see the module doc): `text`
+/// appends it, without the newline. The per-request line is built from its
+/// pieces; through `fmt` it cost three times as many instructions.
+pub fn access(text: impl FnOnce(&mut Vec<u8>)) {
     let mut pending = lock_pending();
     let first = pending.is_empty();
-    push_line(&mut pending, Level::Info, args);
+    push_line_with(&mut pending, Level::Info, text);
     if pending.len() >= BATCH_BYTES {
         write_out(&mut pending);
     } else if first {
@@ -95,12 +97,17 @@ pub fn flush() {
 /// Appends one formatted line to `out`, the batch itself: no line is
 /// built on its own first.
 fn push_line(out: &mut Vec<u8>, level: Level, args: fmt::Arguments<'_>) {
-    use std::io::Write;
+    push_line_with(out, level, |out| {
+        out.write_fmt(args).ok();
+    });
+}
+
+fn push_line_with(out: &mut Vec<u8>, level: Level, text: impl FnOnce(&mut Vec<u8>)) {
     if JOURNAL_PREFIX.load(Ordering::Relaxed) {
         write!(out, "<{}>", level.priority()).ok();
     }
     out.extend_from_slice(level.label().as_bytes());
-    out.write_fmt(args).ok();
+    text(out);
     out.push(b'\n');
 }
 
