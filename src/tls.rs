@@ -266,32 +266,32 @@ pub fn client_config(
     ca_file: Option<&Path>,
     extra: &[CertificateDer<'static>],
 ) -> Result<Arc<ClientConfig>, StartupError> {
-    let mut anchors = extra.to_vec();
-    if let Some(path) = ca_file {
-        anchors.extend(load_certs(path)?);
+    let mut roots = ca_file_roots(ca_file)?;
+    for cert in extra {
+        roots.add(cert.clone()).map_err(|err| StartupError::with("unusable trust anchor", err))?;
     }
-    build_client_config(system_roots, &anchors, ca_file)
+    if system_roots {
+        add_system_roots(&mut roots);
+    }
+    config_over(roots)
 }
 
-/// The client configuration over the system's roots (when asked) and
-/// `anchors`; `ca_file`, where the anchors came from, names them in errors.
-fn build_client_config(
-    system_roots: bool,
-    anchors: &[CertificateDer<'static>],
-    ca_file: Option<&Path>,
-) -> Result<Arc<ClientConfig>, StartupError> {
+/// The certificates of `--ca-file` as trust anchors, each checked: a bad
+/// one is named with the file.
+fn ca_file_roots(ca_file: Option<&Path>) -> Result<RootCertStore, StartupError> {
     let mut roots = RootCertStore::empty();
-    if system_roots {
-        // Individual unreadable system certificates are skipped, as every
-        // TLS client does; an empty store is caught below.
-        roots.add_parsable_certificates(system_trust_anchors());
+    if let Some(path) = ca_file {
+        for cert in load_certs(path)? {
+            roots.add(cert).map_err(|err| {
+                StartupError::with(format!("unusable trust anchor in {}", path.display()), err)
+            })?;
+        }
     }
-    for cert in anchors {
-        roots.add(cert.clone()).map_err(|err| match ca_file {
-            Some(path) => StartupError::with(format!("unusable trust anchor in {}", path.display()), err),
-            None => StartupError::with("unusable trust anchor", err),
-        })?;
-    }
+    Ok(roots)
+}
+
+/// The client configuration over `roots`, which must not be empty.
+fn config_over(roots: RootCertStore) -> Result<Arc<ClientConfig>, StartupError> {
     if roots.is_empty() {
         return Err(StartupError::msg(NO_TRUST_ANCHORS));
     }
@@ -312,30 +312,27 @@ const NO_TRUST_ANCHORS: &str =
 /// when `SSL_CERT_DIR` adds the hashed directory) and keeps 0.27 MiB of
 /// heap, which a server that has not yet seen a callback, or never will
 /// again, need not pay at startup (bench/README.md). What can be checked
-/// early still is: `--ca-file` is read at startup, and a system with no CA
-/// store at all and no `--ca-file` is refused there.
+/// early still is: `--ca-file` is read and its certificates checked at
+/// startup, and a system with no CA store at all and no `--ca-file` is
+/// refused there.
 pub struct ClientTls {
-    anchors: Vec<CertificateDer<'static>>,
-    ca_file: Option<PathBuf>,
+    ca_file_roots: RootCertStore,
     built: OnceLock<Arc<ClientConfig>>,
 }
 
 impl ClientTls {
     /// The system's roots plus `ca_file`, read now; the roots come later.
     pub fn deferred(ca_file: Option<&Path>) -> Result<ClientTls, StartupError> {
-        let anchors = match ca_file {
-            Some(path) => load_certs(path)?,
-            None => Vec::new(),
-        };
-        if anchors.is_empty() && !system_store_exists() {
+        let ca_file_roots = ca_file_roots(ca_file)?;
+        if ca_file_roots.is_empty() && !system_store_exists() {
             return Err(StartupError::msg(NO_TRUST_ANCHORS));
         }
-        Ok(ClientTls { anchors, ca_file: ca_file.map(Path::to_path_buf), built: OnceLock::new() })
+        Ok(ClientTls { ca_file_roots, built: OnceLock::new() })
     }
 
     /// A configuration that is already built (the demo, examples).
     pub fn ready(config: Arc<ClientConfig>) -> ClientTls {
-        ClientTls { anchors: Vec::new(), ca_file: None, built: OnceLock::from(config) }
+        ClientTls { ca_file_roots: RootCertStore::empty(), built: OnceLock::from(config) }
     }
 
     /// The configuration, built on the first call. A failure is not kept:
@@ -344,9 +341,17 @@ impl ClientTls {
         if let Some(config) = self.built.get() {
             return Ok(config.clone());
         }
-        let config = build_client_config(true, &self.anchors, self.ca_file.as_deref())?;
+        let mut roots = self.ca_file_roots.clone();
+        add_system_roots(&mut roots);
+        let config = config_over(roots)?;
         Ok(self.built.get_or_init(|| config).clone())
     }
+}
+
+/// Adds the system's roots. Individual unreadable system certificates are
+/// skipped, as every TLS client does; an empty store is caught later.
+fn add_system_roots(roots: &mut RootCertStore) {
+    roots.add_parsable_certificates(system_trust_anchors());
 }
 
 /// Whether the system has a CA store to read: a bundle file, a hashed
@@ -360,8 +365,7 @@ fn system_store_exists() -> bool {
 /// there is one: Debian, Fedora, Arch and Alpine all put every CA they trust
 /// in it, and their hashed directory next to it holds the same certificates
 /// again, one file each. Reading both, as rustls-native-certs does, took
-/// some 290 more system calls and 2.6 of the 6.7 ms from exec to first
-/// answer (bench/README.md). With no bundle, or with `SSL_CERT_FILE` or
+/// about 440 more system calls and 2.0 ms more (bench/README.md). With no bundle, or with `SSL_CERT_FILE` or
 /// `SSL_CERT_DIR` set, rustls-native-certs decides, as before.
 fn system_trust_anchors() -> Vec<CertificateDer<'static>> {
     let configured = ["SSL_CERT_FILE", "SSL_CERT_DIR"].iter().any(|var| std::env::var_os(var).is_some());

@@ -134,6 +134,24 @@ fn serve_with_a_bad_configuration_exits_78_naming_the_file() {
 }
 
 #[test]
+fn serve_checks_the_ca_file_at_startup_though_the_system_roots_wait() {
+    // Well-formed PEM around bytes that are no certificate: only a trust
+    // anchor parser can tell, and `serve` runs it before it listens.
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let bad_ca = dir.path().join("bad-ca.pem");
+    std::fs::write(&bad_ca, "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n")
+        .unwrap();
+    let mut args = vec!["serve".to_owned()];
+    args.extend(good_flags(&pki, dir.path()));
+    replace_flag(&mut args, "--ca-file", bad_ca.to_str().unwrap());
+    args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+    let (code, _, stderr) = run_owned(&args);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("unusable trust anchor in") && stderr.contains("bad-ca.pem"), "{stderr}");
+}
+
+#[test]
 fn acme_misconfigurations_are_named() {
     let (code, _, stderr) = run(&["serve", "--acme-domain", "*.example.com"]);
     assert_eq!(code, 2);

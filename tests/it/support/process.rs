@@ -92,8 +92,25 @@ impl Drop for Running {
 }
 
 /// Runs `yandex-token args...` to completion: (exit code, stdout, stderr).
+/// A run that has not ended after 60 s is killed and fails the test (a
+/// `serve` that should have refused to start, for one).
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(BIN).args(args).env_remove("YANDEX_TOKEN_CLIENT_ID").output().unwrap();
+    let child = Command::new(BIN)
+        .args(args)
+        .env_remove("YANDEX_TOKEN_CLIENT_ID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let pid = child.id();
+    let (tx, ended) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()).ok());
+    let Ok(output) = ended.recv_timeout(Duration::from_secs(60)) else {
+        Command::new("kill").args(["-KILL", &pid.to_string()]).status().ok();
+        panic!("yandex-token {args:?} did not exit within 60 s");
+    };
+    let output = output.unwrap();
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
