@@ -4,7 +4,8 @@
 # /healthz, then for keep-alive, HTTP/2, TLS 1.2 and one-request
 # connections, then for a whole flow with its token exchange (the demo).
 # Rerun it after a dependency update or a large change; bench/run.sh's
-# "RSS idle" shows when the list has gone stale. About 3 minutes.
+# "RSS idle" shows when the list has gone stale. About 2 minutes once both
+# builds are compiled.
 #   bench/hot-functions.sh
 # Needs: valgrind, curl, h2load, python3 (apt-get install valgrind
 # nghttp2-client curl python3).
@@ -14,11 +15,13 @@ cd "$repo"
 for tool in valgrind curl h2load python3; do
     command -v "$tool" >/dev/null || { echo "bench/hot-functions.sh needs $tool" >&2; exit 1; }
 done
-# The shipped release build with its symbols kept. Only this last crate
-# gets the extra flag, so every dependency and the library keep the
-# symbol names (hashes included) they have in `cargo build --release`.
+# The shipped release builds, with and without ACME, with their symbols
+# kept. Only this last crate gets the extra flag, so every dependency and
+# the library keep the symbol names (hashes included) they have in
+# `cargo build --release`; the two builds name many functions differently,
+# so the list holds both sets.
 cargo rustc --release --quiet --bin yandex-token --target-dir target/hot -- -C strip=none
-bin=$repo/target/hot/release/yandex-token
+cargo rustc --release --quiet --no-default-features --bin yandex-token --target-dir target/hot-minimal -- -C strip=none
 work=$(mktemp -d)
 pid=""
 cleanup() {
@@ -68,32 +71,35 @@ flow() {
     allow=$(echo "$page" | sed -n 's/.*id="allow" href="\([^"]*\)".*/\1/p' | sed 's/&amp;/\&/g')
     curl -sk -L -c "$jar" -b "$jar" "$url$allow" | grep -q access_token
 }
-serve startup.out nothing
-serve load.out load
-traced flow.out flow demo --listen "127.0.0.1:$port" --token-dir "$work/demo"
+for build in hot hot-minimal; do
+    bin=$repo/target/$build/release/yandex-token
+    serve "$build-1-startup.out" nothing
+    serve "$build-2-load.out" load
+    traced "$build-3-flow.out" flow demo --listen "127.0.0.1:$port" --token-dir "$work/demo-$build"
+done
 
-# Function names, each trace's new ones after the last; sorted within a
-# trace, so a rerun changes only the lines whose functions changed.
-python3 - "$bin" "$work/startup.out" "$work/load.out" "$work/flow.out" >build/hot-functions.txt <<'PY'
-import os, sys
-binary, traces = sys.argv[1], sys.argv[2:]
-ours = os.path.basename(binary)
+# Function names, each stage's new ones after the last; sorted within a
+# stage, so a rerun changes only the lines whose functions changed.
+python3 - "$work" >build/hot-functions.txt <<'PY'
+import glob, os, sys
+work = sys.argv[1]
 seen = set()
-for trace in traces:
+for stage in ("1-startup", "2-load", "3-flow"):
     new = set()
-    ob = cob = None
-    for line in open(trace, errors="replace"):
-        key, _, value = line.rstrip("\n").partition("=")
-        if key == "ob":
-            ob = value
-        elif key == "cob":
-            cob = value
-        elif key in ("fn", "cfn"):
-            obj = cob if key == "cfn" and cob else ob
-            cob = None
-            name = value.split("'")[0]  # callgrind marks recursion as name'2
-            if obj and os.path.basename(obj) == ours and not name.startswith(("0x", "(")):
-                new.add(name)
+    for trace in sorted(glob.glob(f"{work}/*-{stage}.out")):
+        ob = cob = None
+        for line in open(trace, errors="replace"):
+            key, _, value = line.rstrip("\n").partition("=")
+            if key == "ob":
+                ob = value
+            elif key == "cob":
+                cob = value
+            elif key in ("fn", "cfn"):
+                obj = cob if key == "cfn" and cob else ob
+                cob = None
+                name = value.split("'")[0]  # callgrind marks recursion as name'2
+                if obj and os.path.basename(obj) == "yandex-token" and not name.startswith(("0x", "(")):
+                    new.add(name)
     for name in sorted(new - seen):
         print(name)
     seen |= new

@@ -84,8 +84,9 @@ impl UrlSafe32 {
     }
 }
 
-/// `bytes` fresh random bytes from the OS, as base64url: for states, PKCE
-/// verifiers and browser bindings. 32 bytes give 256 bits: unguessable.
+/// `bytes` fresh random bytes from the OS, as base64url: for temporary file
+/// names and the demo's codes and tokens ([`UrlSafe32`] makes the states
+/// and PKCE verifiers).
 pub fn random_urlsafe(bytes: usize) -> String {
     // On the stack for every size we use; no allocation to zero and free.
     let mut small = [0u8; 64];
