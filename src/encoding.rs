@@ -61,12 +61,15 @@ fn base64_into(bytes: &[u8], alphabet: &[u8; 64], pad: bool, out: &mut [u8]) {
 /// 32 bytes as unpadded base64url: 43 characters held in place, so the
 /// state and the PKCE pair of a redirect cost no allocation.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct UrlSafe32([u8; 43]);
+pub struct UrlSafe32([u8; UrlSafe32::LEN]);
 
 impl UrlSafe32 {
+    /// Its length in characters: 43.
+    pub const LEN: usize = base64_len(32, false);
+
     /// The encoding of `bytes`.
     pub fn encode(bytes: &[u8; 32]) -> UrlSafe32 {
-        let mut text = [0; 43];
+        let mut text = [0; UrlSafe32::LEN];
         base64_into(bytes, URL_SAFE, false, &mut text);
         UrlSafe32(text)
     }

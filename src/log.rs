@@ -63,7 +63,9 @@ pub fn init(journal: bool) {
 /// to report them.
 pub fn write(level: Level, args: fmt::Arguments<'_>) {
     let mut pending = lock_pending();
-    push_line(&mut pending, level, args);
+    push_line(&mut pending, level, |out| {
+        out.write_fmt(args).ok();
+    });
     write_out(&mut pending);
 }
 
@@ -73,7 +75,7 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
 pub fn access(text: impl FnOnce(&mut Vec<u8>)) {
     let mut pending = lock_pending();
     let first = pending.is_empty();
-    push_line_with(&mut pending, Level::Info, text);
+    push_line(&mut pending, Level::Info, text);
     if pending.len() >= BATCH_BYTES {
         write_out(&mut pending);
     } else if first {
@@ -94,15 +96,9 @@ pub fn flush() {
     write_out(&mut lock_pending());
 }
 
-/// Appends one formatted line to `out`, the batch itself: no line is
-/// built on its own first.
-fn push_line(out: &mut Vec<u8>, level: Level, args: fmt::Arguments<'_>) {
-    push_line_with(out, level, |out| {
-        out.write_fmt(args).ok();
-    });
-}
-
-fn push_line_with(out: &mut Vec<u8>, level: Level, text: impl FnOnce(&mut Vec<u8>)) {
+/// Appends one line to `out`, the batch itself: `text` writes it, and no
+/// line is built on its own first.
+fn push_line(out: &mut Vec<u8>, level: Level, text: impl FnOnce(&mut Vec<u8>)) {
     if JOURNAL_PREFIX.load(Ordering::Relaxed) {
         write!(out, "<{}>", level.priority()).ok();
     }

@@ -30,9 +30,8 @@ pub type Refusal = &'static str;
 const NAME_HASH_LEN: usize = 12;
 const NAME_LEN: usize = COOKIE_PREFIX.len() + base64_len(NAME_HASH_LEN, false);
 
-/// A PKCE verifier's length ([`UrlSafe32`]), and a sealed cookie's.
-const VERIFIER_LEN: usize = 43;
-const SEALED_LEN: usize = NONCE_LEN + 8 + VERIFIER_LEN + MAX_TAG_LEN;
+/// A sealed cookie's length: nonce, expiry, PKCE verifier, tag.
+const SEALED_LEN: usize = NONCE_LEN + 8 + UrlSafe32::LEN + MAX_TAG_LEN;
 
 /// Single-use states remembered at most; the oldest are forgotten first
 /// (by then their code has been spent at the provider anyway).
@@ -105,7 +104,7 @@ impl PendingStates {
         let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
         fill_random(nonce);
         let nonce = Nonce::try_assume_unique_for_key(nonce).expect("NONCE_LEN bytes");
-        let (message, tag_space) = rest.split_at_mut(8 + VERIFIER_LEN);
+        let (message, tag_space) = rest.split_at_mut(8 + UrlSafe32::LEN);
         message[..8].copy_from_slice(&expires.to_be_bytes());
         message[8..].copy_from_slice(verifier.expose().as_str().as_bytes());
         let tag = self

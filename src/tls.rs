@@ -321,7 +321,8 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    /// The system's roots plus `ca_file`, read now; the roots come later.
+    /// The system's roots plus `ca_file`: the file is read and checked now,
+    /// the system's roots when the first exchange needs them.
     pub fn deferred(ca_file: Option<&Path>) -> Result<ClientTls, StartupError> {
         let ca_file_roots = ca_file_roots(ca_file)?;
         if ca_file_roots.is_empty() && !system_store_exists() {
@@ -365,8 +366,9 @@ fn system_store_exists() -> bool {
 /// there is one: Debian, Fedora, Arch and Alpine all put every CA they trust
 /// in it, and their hashed directory next to it holds the same certificates
 /// again, one file each. Reading both, as rustls-native-certs does, took
-/// about 440 more system calls and 2.0 ms more (bench/README.md). With no bundle, or with `SSL_CERT_FILE` or
-/// `SSL_CERT_DIR` set, rustls-native-certs decides, as before.
+/// about 440 more system calls and 2.0 ms more (bench/README.md). With no
+/// bundle, or with `SSL_CERT_FILE` or `SSL_CERT_DIR` set,
+/// rustls-native-certs decides, as before.
 fn system_trust_anchors() -> Vec<CertificateDer<'static>> {
     let configured = ["SSL_CERT_FILE", "SSL_CERT_DIR"].iter().any(|var| std::env::var_os(var).is_some());
     let found = match openssl_probe::probe().cert_file {
