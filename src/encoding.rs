@@ -77,8 +77,14 @@ impl UrlSafe32 {
     /// 32 fresh random bytes, encoded: 256 bits, unguessable.
     pub fn random() -> UrlSafe32 {
         let mut bytes = [0; 32];
-        fill_random(&mut bytes);
+        crate::random::fill(&mut bytes);
         UrlSafe32::encode(&bytes)
+    }
+
+    /// The 43 characters, as bytes: what the redirect path uses, since
+    /// each `as_str` checks them as UTF-8 once more.
+    pub fn as_bytes(&self) -> &[u8; UrlSafe32::LEN] {
+        &self.0
     }
 
     /// The 43 characters.
@@ -87,7 +93,7 @@ impl UrlSafe32 {
     }
 }
 
-/// `bytes` fresh random bytes from the OS, as base64url: for temporary file
+/// `bytes` fresh random bytes ([`crate::random`]), as base64url: for temporary file
 /// names and the demo's codes and tokens ([`UrlSafe32`] makes the states
 /// and PKCE verifiers).
 pub fn random_urlsafe(bytes: usize) -> String {
@@ -101,41 +107,8 @@ pub fn random_urlsafe(bytes: usize) -> String {
             &mut large[..]
         }
     };
-    fill_random(random);
+    crate::random::fill(random);
     base64_url(random)
-}
-
-/// Fills `out` with fresh random bytes from the OS.
-///
-/// They come from getrandom(2) in 4 KiB batches per thread, each byte used
-/// once and wiped after use: the same kernel CSPRNG output, without a
-/// system call for every value (three per redirect, and four per TLS
-/// handshake, otherwise).
-pub fn fill_random(out: &mut [u8]) {
-    use std::cell::RefCell;
-    const POOL: usize = 4096;
-    thread_local! {
-        static RANDOM: RefCell<(Vec<u8>, usize)> = const { RefCell::new((Vec::new(), POOL)) };
-    }
-    RANDOM.with(|pool| {
-        let (buf, used) = &mut *pool.borrow_mut();
-        let mut filled = 0;
-        while filled < out.len() {
-            if *used == buf.len() || buf.is_empty() {
-                use ring::rand::SecureRandom;
-                buf.resize(POOL, 0);
-                // getrandom(2) does not fail once the kernel's pool is
-                // initialised, which is long done by the time a server runs.
-                ring::rand::SystemRandom::new().fill(buf).expect("the OS random number generator failed");
-                *used = 0;
-            }
-            let take = (out.len() - filled).min(buf.len() - *used);
-            out[filled..filled + take].copy_from_slice(&buf[*used..*used + take]);
-            buf[*used..*used + take].fill(0);
-            *used += take;
-            filled += take;
-        }
-    });
 }
 
 /// Why a query string, form body or cookie could not be read.
@@ -339,9 +312,9 @@ mod tests {
     }
 
     #[test]
-    fn random_values_are_fresh_across_pool_refills() {
+    fn random_values_are_fresh_across_stretches() {
         let values: std::collections::HashSet<String> = (0..300).map(|_| random_urlsafe(32)).collect();
-        assert_eq!(values.len(), 300, "300 x 32 bytes span more than one 4 KiB batch");
+        assert_eq!(values.len(), 300, "300 x 32 bytes span more than one 4 KiB stretch");
         assert!(values.iter().all(|v| v.len() == 43));
     }
 

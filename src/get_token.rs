@@ -71,7 +71,7 @@ fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
     let location = app.oauth.authorize_url(&state, &pkce.challenge);
     let present: Vec<&str> =
         cookies(request).map(|(name, _)| name).filter(|name| name.starts_with(COOKIE_PREFIX)).collect();
-    let (cookie, clears) = app.pending.start(state.as_str(), &pkce.verifier, now_unix(), &present);
+    let (cookie, clears) = app.pending.start(state.as_bytes(), &pkce.verifier, now_unix(), &present);
     app.metrics.flow_started();
     let mut response = routes::response(StatusCode::FOUND, Body::default(), 2 + clears.len());
     let headers = response.headers_mut();
@@ -79,10 +79,14 @@ fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
         header::LOCATION,
         HeaderValue::try_from(location).expect("percent-encoded URL is a valid header"),
     );
-    for cookie in std::iter::once(cookie).chain(clears) {
+    headers.append(
+        header::SET_COOKIE,
+        HeaderValue::try_from(cookie).expect("base64url cookie is a valid header"),
+    );
+    for clear in clears {
         headers.append(
             header::SET_COOKIE,
-            HeaderValue::try_from(cookie).expect("base64url cookie is a valid header"),
+            HeaderValue::try_from(clear).expect("a flow cookie's name is a valid header"),
         );
     }
     response

@@ -21,6 +21,7 @@ pub mod log;
 pub mod metrics;
 pub mod oauth;
 pub mod pending;
+pub mod random;
 pub mod routes;
 pub mod secret;
 pub mod server;

@@ -89,7 +89,7 @@ impl Pkce {
     /// A fresh pair.
     pub fn generate() -> Pkce {
         let verifier = UrlSafe32::random();
-        let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_str().as_bytes());
+        let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
         let digest = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
         Pkce { challenge: UrlSafe32::encode(digest), verifier: Secret::new(verifier) }
     }
@@ -343,14 +343,16 @@ impl OAuthClient {
     }
 
     /// Where to send the browser: `{oauth}authorize?response_type=code&…`.
-    pub fn authorize_url(&self, state: &UrlSafe32, code_challenge: &UrlSafe32) -> String {
-        // base64url needs no percent-encoding; one allocation of the exact size.
+    pub fn authorize_url(&self, state: &UrlSafe32, code_challenge: &UrlSafe32) -> Vec<u8> {
+        // base64url needs no percent-encoding; one allocation of the exact
+        // size, in bytes: a header value takes them as they are, with no
+        // UTF-8 check.
         [
-            &self.authorize_head,
-            state.as_str(),
-            "&code_challenge=",
-            code_challenge.as_str(),
-            &self.authorize_tail,
+            self.authorize_head.as_bytes(),
+            state.as_bytes(),
+            b"&code_challenge=",
+            code_challenge.as_bytes(),
+            self.authorize_tail.as_bytes(),
         ]
         .concat()
     }
@@ -564,7 +566,7 @@ mod tests {
         let challenge = UrlSafe32::encode(&[2; 32]);
         let url = client.authorize_url(&state, &challenge);
         assert_eq!(
-            url,
+            String::from_utf8(url.clone()).unwrap(),
             format!(
                 "https://oauth.example/authorize?response_type=code&client_id=id%20%26%3F&state={}\
                  &code_challenge={}&code_challenge_method=S256\

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, MAX_TAG_LEN, NONCE_LEN, Nonce, UnboundKey};
 
-use crate::encoding::{UrlSafe32, base64_len, base64_url_append, fill_random};
+use crate::encoding::{UrlSafe32, base64_len, base64_url_append};
 use crate::secret::Secret;
 
 /// Every flow cookie's name starts with this.
@@ -90,26 +90,27 @@ impl PendingStates {
     /// per-browser cap (usually none). `present` are the names of the flow
     /// cookies the request carried, oldest first (RFC 6265 §5.4 orders
     /// them so). The cookie is built on the stack and in one allocation of
-    /// its exact size, which a header value then takes over as it is.
+    /// its exact size, which a header value then takes over as it is; it
+    /// stays in bytes, like `state`, so nothing checks it as UTF-8.
     pub fn start(
         &self,
-        state: &str,
+        state: &[u8],
         verifier: &Secret<UrlSafe32>,
         now: u64,
         present: &[&str],
-    ) -> (String, Vec<String>) {
+    ) -> (Vec<u8>, Vec<String>) {
         let expires = now + self.ttl.as_secs();
         // nonce | AES-256-GCM(expiry | verifier) | tag
         let mut sealed = [0u8; SEALED_LEN];
         let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
-        fill_random(nonce);
+        crate::random::fill(nonce);
         let nonce = Nonce::try_assume_unique_for_key(nonce).expect("NONCE_LEN bytes");
         let (message, tag_space) = rest.split_at_mut(8 + UrlSafe32::LEN);
         message[..8].copy_from_slice(&expires.to_be_bytes());
-        message[8..].copy_from_slice(verifier.expose().as_str().as_bytes());
+        message[8..].copy_from_slice(verifier.expose().as_bytes());
         let tag = self
             .key
-            .seal_in_place_separate_tag(nonce, Aad::from(state.as_bytes()), message)
+            .seal_in_place_separate_tag(nonce, Aad::from(state), message)
             .expect("sealing a short message cannot fail");
         tag_space.copy_from_slice(tag.as_ref());
         let mut cookie =
@@ -118,7 +119,6 @@ impl PendingStates {
         cookie.push(b'=');
         base64_url_append(&sealed, &mut cookie);
         cookie.extend_from_slice(self.cookie_attributes.as_bytes());
-        let cookie = String::from_utf8(cookie).expect("the cookie is ASCII");
         let excess = (present.len() + 1).saturating_sub(self.per_browser);
         (cookie, present.iter().take(excess).map(|name| clear(name)).collect())
     }
@@ -178,12 +178,12 @@ impl PendingStates {
 /// the state away in logs of cookie names.
 pub fn cookie_name(state: &str) -> String {
     let mut name = Vec::with_capacity(NAME_LEN);
-    push_cookie_name(state, &mut name);
+    push_cookie_name(state.as_bytes(), &mut name);
     String::from_utf8(name).expect("the name is ASCII")
 }
 
-fn push_cookie_name(state: &str, out: &mut Vec<u8>) {
-    let digest = ring::digest::digest(&ring::digest::SHA256, state.as_bytes());
+fn push_cookie_name(state: &[u8], out: &mut Vec<u8>) {
+    let digest = ring::digest::digest(&ring::digest::SHA256, state);
     out.extend_from_slice(COOKIE_PREFIX.as_bytes());
     base64_url_append(&digest.as_ref()[..NAME_HASH_LEN], out);
 }
@@ -239,8 +239,8 @@ mod tests {
     }
 
     /// The (name, value) of the flow cookie in a Set-Cookie value.
-    fn pair(set_cookie: &str) -> (String, String) {
-        let (name, rest) = set_cookie.split_once('=').unwrap();
+    fn pair(set_cookie: &[u8]) -> (String, String) {
+        let (name, rest) = std::str::from_utf8(set_cookie).unwrap().split_once('=').unwrap();
         (name.to_owned(), rest.split(';').next().unwrap().to_owned())
     }
 
@@ -252,7 +252,7 @@ mod tests {
     fn a_state_is_taken_once() {
         let flows = store();
         let v = verifier();
-        let (name, value) = pair(&flows.start("s1", &v, NOW, &[]).0);
+        let (name, value) = pair(&flows.start(b"s1", &v, NOW, &[]).0);
         let taken = flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).unwrap();
         assert_eq!(taken.verifier.expose(), v.expose().as_str());
         assert!(taken.clear_cookie.contains("Max-Age=0"));
@@ -263,7 +263,7 @@ mod tests {
     fn a_cookie_opens_only_for_its_state_and_its_server() {
         let flows = store();
         let v = verifier();
-        let (name, value) = pair(&flows.start("s1", &v, NOW, &[]).0);
+        let (name, value) = pair(&flows.start(b"s1", &v, NOW, &[]).0);
         // Another state, even given this cookie under that state's name.
         let other = cookie_name("s2");
         assert!(flows.take("s2", [(other.as_str(), value.as_str())].into_iter(), NOW).is_err());
@@ -284,7 +284,7 @@ mod tests {
     fn expired_states_are_refused() {
         let flows = store();
         let v = verifier();
-        let (name, value) = pair(&flows.start("s1", &v, NOW, &[]).0);
+        let (name, value) = pair(&flows.start(b"s1", &v, NOW, &[]).0);
         let err = flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW + 600).unwrap_err();
         assert!(err.contains("expired"), "{err}");
     }
@@ -293,8 +293,8 @@ mod tests {
     fn two_tabs_both_complete() {
         let flows = store();
         let (v1, v2) = (verifier(), verifier());
-        let first = pair(&flows.start("s1", &v1, NOW, &[]).0);
-        let second = pair(&flows.start("s2", &v2, NOW, &[&first.0]).0);
+        let first = pair(&flows.start(b"s1", &v1, NOW, &[]).0);
+        let second = pair(&flows.start(b"s2", &v2, NOW, &[&first.0]).0);
         let jar = [(first.0.as_str(), first.1.as_str()), (second.0.as_str(), second.1.as_str())];
         assert_eq!(flows.take("s2", jar.into_iter(), NOW).unwrap().verifier.expose(), v2.expose().as_str());
         assert_eq!(flows.take("s1", jar.into_iter(), NOW).unwrap().verifier.expose(), v1.expose().as_str());
@@ -303,8 +303,8 @@ mod tests {
     #[test]
     fn the_per_browser_cap_clears_the_oldest_cookies() {
         let flows = store();
-        let (cookie, clears) = flows.start("s4", &verifier(), NOW, &["a", "b", "c"]);
-        assert!(cookie.starts_with(&cookie_name("s4")));
+        let (cookie, clears) = flows.start(b"s4", &verifier(), NOW, &["a", "b", "c"]);
+        assert!(cookie.starts_with(cookie_name("s4").as_bytes()));
         assert_eq!(clears.len(), 1, "{clears:?}");
         assert!(clears[0].starts_with("a=;") && clears[0].contains("Max-Age=0"));
     }
@@ -313,9 +313,9 @@ mod tests {
     fn used_states_are_forgotten_once_expired() {
         let flows = store();
         let v = verifier();
-        let (name, value) = pair(&flows.start("s1", &v, NOW, &[]).0);
+        let (name, value) = pair(&flows.start(b"s1", &v, NOW, &[]).0);
         flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).unwrap();
-        let (name2, value2) = pair(&flows.start("s2", &v, NOW + 700, &[]).0);
+        let (name2, value2) = pair(&flows.start(b"s2", &v, NOW + 700, &[]).0);
         flows.take("s2", [(name2.as_str(), value2.as_str())].into_iter(), NOW + 700).unwrap();
         assert_eq!(flows.lock().order.len(), 1);
     }
@@ -324,11 +324,11 @@ mod tests {
     fn a_flow_cookie_is_one_allocation_of_its_exact_size() {
         // So the header value takes the buffer over as it is (bytes only
         // copies into a shared buffer when capacity and length differ).
-        let (cookie, clears) = store().start("s1", &verifier(), NOW, &[]);
+        let (cookie, clears) = store().start(b"s1", &verifier(), NOW, &[]);
         assert_eq!(cookie.len(), cookie.capacity());
         assert_eq!(clears.capacity(), 0);
         assert_eq!(cookie_name("s1").len(), NAME_LEN);
-        assert!(cookie.ends_with("; Path=/; Max-Age=600; Secure; HttpOnly; SameSite=Lax"), "{cookie}");
+        assert!(cookie.ends_with(b"; Path=/; Max-Age=600; Secure; HttpOnly; SameSite=Lax"), "{cookie:?}");
     }
 
     #[test]

@@ -24,8 +24,7 @@ use crate::error::StartupError;
 /// process-wide default is ever consulted, with two changes, both measured
 /// in bench/README.md:
 /// - random values (the handshake's random, session ticket names) come from
-///   the batched pool of [`crate::encoding::fill_random`] instead of a
-///   system call each;
+///   the generator of [`crate::random`] instead of a system call each;
 /// - the suites built on SHA-256 come before their SHA-384 twins. The key
 ///   schedule runs some 30 hash blocks per handshake; SHA-256 has CPU
 ///   instructions on x86-64 and ARMv8, while ring's SHA-384 is plain code
@@ -44,13 +43,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(CryptoProvider { secure_random: &PooledRandom, ..ring })
 }
 
-/// rustls's source of random values, from our pool.
+/// rustls's source of random values: [`crate::random`].
 #[derive(Debug)]
 struct PooledRandom;
 
 impl rustls::crypto::SecureRandom for PooledRandom {
     fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
-        crate::encoding::fill_random(buf);
+        crate::random::fill(buf);
         Ok(())
     }
 }
