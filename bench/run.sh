@@ -17,7 +17,7 @@ done
 # Two builds: examples bring the dev-dependencies' tokio features, which
 # must not reach the measured binary.
 cargo build --release --quiet --bin yandex-token
-cargo build --release --quiet --example flood --example startup --example exchange_latency
+cargo build --release --quiet --example flood --example startup --example exchange_latency --example handshakes
 # The size target is for the build without ACME; both sizes are reported.
 cargo build --release --quiet --no-default-features --bin yandex-token --target-dir "$repo/target/minimal"
 bin=$repo/target/release/yandex-token
@@ -154,8 +154,13 @@ measure() { # name start-function -> appends one line to results
 
     h2=$(taskset -c 1 h2load -n 50000 -c 32 -m 10 "https://localhost:$port/get_token" 2>/dev/null |
         awk '/^finished in/ { print $4 }')
+    # The same connections as wrk's Connection: close run, from a client
+    # that needs less CPU per connection than either server, so the server
+    # sets the rate (wrk's own ~430 us per connection caps it otherwise).
+    handshakes=$(taskset -c 1 "$repo/target/release/examples/handshakes" "127.0.0.1:$port" "$cert" /get_token 64 "$seconds" |
+        awk '$4 != 0 { print "handshakes: " $4 " connections failed" > "/dev/stderr" } { print $2 }')
 
-    echo "$name $ka_rps $ka_us $close_rps $close_us $idle $after $startup ${h2:-0}" >>"$work/results"
+    echo "$name $ka_rps $ka_us $close_rps $close_us $idle $after $startup ${h2:-0} ${handshakes:-0}" >>"$work/results"
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 }
 
@@ -203,7 +208,8 @@ n, y = med["nginx"], med["yandex-token"]
 ratios = [[b / a if a else float("nan") for a, b in zip(rn, ry)]
           for rn, ry in zip(rows["nginx"], rows["yandex-token"])]
 cols = ["keep-alive req/s", "CPU us/req", "new TLS conn/s", "CPU us/conn", "RSS idle MiB",
-        "RSS after keep-alive MiB", "startup to first answer ms", "h2load req/s"]
+        "RSS after keep-alive MiB", "startup to first answer ms", "h2load req/s",
+        "new TLS conn/s, rustls client (examples/handshakes.rs)"]
 print(f"medians of {rounds} interleaved rounds, wrk -t1 -c64 -d{seconds}s, server on CPU 0, load on CPU 1\n")
 print("| measure | nginx `return 302` | yandex-token `GET /get_token` | ratio (yt / nginx), median of rounds | ratio per round |")
 print("|---|---|---|---|---|")
