@@ -2,8 +2,9 @@
 # yandex-token against nginx `return 302`, side by side in one run (issue 5).
 #   bench/run.sh [ROUNDS=3] [SECONDS=10]
 # Builds the release binary, makes a throwaway ECDSA P-256 certificate, and
-# alternates nginx (worker_processes 1) and yandex-token over ROUNDS rounds:
-# server on CPU 0, load generator on CPU 1, TLS 1.3 (X25519) on loopback.
+# runs nginx (worker_processes 1) and yandex-token side by side for ROUNDS
+# rounds, each measure taken for one and then the other: servers on CPU 0,
+# load generator on CPU 1, TLS 1.3 (X25519) on loopback.
 # Prints one table of medians with the ratios. Needs: nginx, wrk, h2load
 # (apt-get install nginx-light wrk nghttp2-client), python3, taskset.
 set -eu
@@ -121,7 +122,7 @@ startup_ms() { # name port
     done | sort -n | sed -n 3p
 }
 
-# --- one round for one server ------------------------------------------------
+# --- one round: both servers, each measure taken for one and then the other --
 run_wrk() { # port extra-header -> "requests seconds"
     if [ -n "$2" ]; then
         taskset -c 1 wrk -t1 -c64 -d"${seconds}s" -H "$2" "https://localhost:$1/get_token" >"$work/wrk.txt"
@@ -137,38 +138,61 @@ load_and_cpu() { # port extra-header
     c1=$(cpu_of "$server_pid")
     awk -v c="$((c1 - c0))" -v n="$1" -v rps="$2" -v hz="$hz" 'BEGIN { printf "%s %.1f\n", rps, c / hz * 1e6 / n }'
 }
-measure() { # name start-function -> appends one line to results
-    name=$1; shift
-    port=$(free_port)
-    startup=$(startup_ms "$name" "$port")
-    "$@" "$port"
-    wait_ready "$port"
-    pids="$pids $server_pid"
-    idle=$(rss_of "$server_pid")
-
-    set -- $(load_and_cpu "$port" "")
-    ka_rps=$1; ka_us=$2
-    after=$(rss_of "$server_pid")
-    set -- $(load_and_cpu "$port" "Connection: close")
-    close_rps=$1; close_us=$2
-
-    h2=$(taskset -c 1 h2load -n 50000 -c 32 -m 10 "https://localhost:$port/get_token" 2>/dev/null |
-        awk '/^finished in/ { print $4 }')
-    # The same connections as wrk's Connection: close run, from a client
-    # that needs less CPU per connection than either server, so the server
-    # sets the rate (wrk's own ~430 us per connection caps it otherwise).
-    handshakes=$(taskset -c 1 "$repo/target/release/examples/handshakes" "127.0.0.1:$port" "$cert" /get_token 64 "$seconds" |
-        awk '$4 != 0 { print "handshakes: " $4 " connections failed" > "/dev/stderr" } { print $2 }')
-
-    echo "$name $ka_rps $ka_us $close_rps $close_us $idle $after $startup ${h2:-0} ${handshakes:-0}" >>"$work/results"
-    kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+rss_now() { rss_of "$server_pid"; echo; }
+keep_alive() { load_and_cpu "$1" ""; }
+one_request_per_connection() { load_and_cpu "$1" "Connection: close"; }
+http2() { # port -> requests/s
+    taskset -c 1 h2load -n 50000 -c 32 -m 10 "https://localhost:$1/get_token" 2>/dev/null |
+        awk '/^finished in/ { r = $4 } END { print r + 0 }'
+}
+# The same connections as wrk's Connection: close run, from a client that
+# needs less CPU per connection than either server, so the server sets the
+# rate (wrk's own ~430 us per connection caps it otherwise).
+handshakes() { # port -> connections/s
+    taskset -c 1 "$repo/target/release/examples/handshakes" "127.0.0.1:$1" "$cert" /get_token 64 "$seconds" |
+        awk '$4 != 0 { print "handshakes: " $4 " connections failed" > "/dev/stderr" } { print $2 }'
+}
+# Runs a measure for nginx and then for yandex-token, appending each figure
+# to that server's row. Both servers run through the round (the idle one
+# costs nothing), so the two figures a round's ratio compares are taken
+# seconds apart, not a minute: on a shared machine that halves the spread.
+each() { # measure
+    for name in nginx yandex-token; do
+        server_pid=$(cat "$work/$name.pid")
+        printf ' %s' $("$1" "$(cat "$work/$name.port")") >>"$work/$name.row"
+    done
+}
+round() {
+    for name in nginx yandex-token; do
+        port=$(free_port)
+        echo "$port" >"$work/$name.port"
+        printf '%s %s' "$name" "$(startup_ms "$name" "$port")" >"$work/$name.row"
+    done
+    for name in nginx yandex-token; do
+        port=$(cat "$work/$name.port")
+        if [ "$name" = nginx ]; then start_nginx "$port"; else start_yandex_token "$port"; fi
+        echo "$server_pid" >"$work/$name.pid"
+        pids="$pids $server_pid"
+        wait_ready "$port"
+    done
+    each rss_now
+    each keep_alive
+    each rss_now
+    each one_request_per_connection
+    each http2
+    each handshakes
+    for name in nginx yandex-token; do
+        echo >>"$work/$name.row"
+        cat "$work/$name.row" >>"$work/results"
+        server_pid=$(cat "$work/$name.pid")
+        kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+    done
 }
 
 : >"$work/results"
 for round in $(seq 1 "$rounds"); do
     echo "round $round/$rounds" >&2
-    measure nginx start_nginx
-    measure yandex-token start_yandex_token
+    round
 done
 
 # 10,000 idle TLS connections (handshake done, nothing sent), per server,
@@ -203,17 +227,21 @@ for line in open(path):
     rows.setdefault(name, []).append([float(v) for v in values])
 med = {name: [statistics.median(col) for col in zip(*vals)] for name, vals in rows.items()}
 n, y = med["nginx"], med["yandex-token"]
-# Each round's ratio compares two runs a minute apart; on a shared machine
+# Each round's ratio compares two runs seconds apart; on a shared machine
 # their median is steadier than the ratio of the two medians.
 ratios = [[b / a if a else float("nan") for a, b in zip(rn, ry)]
           for rn, ry in zip(rows["nginx"], rows["yandex-token"])]
-cols = ["keep-alive req/s", "CPU us/req", "new TLS conn/s", "CPU us/conn", "RSS idle MiB",
-        "RSS after keep-alive MiB", "startup to first answer ms", "h2load req/s",
+# In the order of the rows' columns: the order `round` measures in.
+cols = ["startup to first answer ms", "RSS idle MiB", "keep-alive req/s", "CPU us/req",
+        "RSS after keep-alive MiB", "new TLS conn/s", "CPU us/conn", "h2load req/s",
         "new TLS conn/s, rustls client (examples/handshakes.rs)"]
+# ...and in the order of the table.
+shown = [2, 3, 5, 6, 8, 7, 1, 4, 0]
 print(f"medians of {rounds} interleaved rounds, wrk -t1 -c64 -d{seconds}s, server on CPU 0, load on CPU 1\n")
 print("| measure | nginx `return 302` | yandex-token `GET /get_token` | ratio (yt / nginx), median of rounds | ratio per round |")
 print("|---|---|---|---|---|")
-for i, col in enumerate(cols):
+for i in shown:
+    col = cols[i]
     each = [r[i] for r in ratios]
     print(f"| {col} | {n[i]:,.1f} | {y[i]:,.1f} | {statistics.median(each):.2f} | "
           + " ".join(f"{r:.2f}" for r in each) + " |")
