@@ -152,17 +152,19 @@ handshakes() { # port -> connections/s
     taskset -c 1 "$repo/target/release/examples/handshakes" "127.0.0.1:$1" "$cert" /get_token 64 "$seconds" |
         awk '$4 != 0 { print "handshakes: " $4 " connections failed" > "/dev/stderr" } { print $2 }'
 }
-# Runs a measure for nginx and then for yandex-token, appending each figure
-# to that server's row. Both servers run through the round (the idle one
-# costs nothing), so the two figures a round's ratio compares are taken
-# seconds apart, not a minute: on a shared machine that halves the spread.
+# Runs a measure for both servers, one after the other (which goes first
+# alternates from round to round), appending each figure to that server's
+# row. Both servers run through the round (the idle one costs nothing), so
+# the two figures a round's ratio compares are taken seconds apart, not a
+# minute: on a shared machine that halves the spread.
 each() { # measure
-    for name in nginx yandex-token; do
+    for name in $order; do
         server_pid=$(cat "$work/$name.pid")
         printf ' %s' $("$1" "$(cat "$work/$name.port")") >>"$work/$name.row"
     done
 }
-round() {
+round() { # number
+    if [ $(($1 % 2)) -eq 1 ]; then order="nginx yandex-token"; else order="yandex-token nginx"; fi
     for name in nginx yandex-token; do
         port=$(free_port)
         echo "$port" >"$work/$name.port"
@@ -192,7 +194,7 @@ round() {
 : >"$work/results"
 for round in $(seq 1 "$rounds"); do
     echo "round $round/$rounds" >&2
-    round
+    round "$round"
 done
 
 # 10,000 idle TLS connections (handshake done, nothing sent), per server,
