@@ -156,7 +156,7 @@ handshakes() { # port -> connections/s
 # alternates from round to round), appending each figure to that server's
 # row. Both servers run through the round (the idle one costs nothing), so
 # the two figures a round's ratio compares are taken seconds apart, not a
-# minute: on a shared machine that halves the spread.
+# minute apart, and a drift of a shared machine falls on both alike.
 each() { # measure
     for name in $order; do
         server_pid=$(cat "$work/$name.pid")
