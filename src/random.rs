@@ -10,9 +10,8 @@
 //! arc4random): a copy of the state taken later does not reveal bytes
 //! already handed out (ring's expanded copy of a key is not wiped; it is
 //! freed stack, soon reused). A fresh key from the kernel replaces the
-//! chain every 1 MiB. Every byte is handed out once and wiped. The process
-//! never forks after drawing a byte (children `exec` at once), so no two
-//! processes share a state.
+//! chain every 1 MiB. Every byte is handed out once and wiped. The server
+//! never forks, so no two processes share a state.
 
 use std::cell::RefCell;
 
