@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+mod common;
 
 #[derive(Default)]
 struct Counters {
@@ -38,21 +39,10 @@ async fn main() {
     }
     let mode = args.get(4).cloned().unwrap_or_else(|| "mixed".to_owned());
     let addr: SocketAddr = args[0].parse().unwrap_or_else(|_| usage());
-    let ca = rustls_pki_types::CertificateDer::pem_file_iter(&args[1])
-        .unwrap_or_else(|_| usage())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap_or_else(|_| usage());
     let connections: usize = args[2].parse().unwrap_or_else(|_| usage());
     let seconds: u64 = args[3].parse().unwrap_or_else(|_| usage());
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(ca);
-    let mut tls =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let mut tls = common::client_config(&args[1]).unwrap_or_else(|_| usage());
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let counters = Arc::new(Counters::default());

@@ -17,9 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod common;
 
 fn usage() -> ! {
     eprintln!("usage: handshakes ADDR CA.pem PATH CONNECTIONS SECONDS");
@@ -33,16 +34,7 @@ async fn main() {
     let addr: SocketAddr = addr.parse().unwrap_or_else(|_| usage());
     let connections: usize = connections.parse().unwrap_or_else(|_| usage());
     let seconds: u64 = seconds.parse().unwrap_or_else(|_| usage());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap_or_else(|_| usage()) {
-        roots.add(cert.unwrap_or_else(|_| usage())).unwrap_or_else(|_| usage());
-    }
-    let mut tls =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let mut tls = common::client_config(ca).unwrap_or_else(|_| usage());
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let request: Arc<[u8]> =
         format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").into_bytes().into();

@@ -11,23 +11,13 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::pem::PemObject;
+mod common;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let split = args.iter().position(|a| a == "--").expect("usage: startup PORT CA.pem -- COMMAND...");
     let port: u16 = args[0].parse().expect("a port");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&args[1]).expect("a CA file") {
-        roots.add(cert.expect("a certificate")).expect("a usable CA");
-    }
-    let config = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let config = Arc::new(common::client_config(&args[1]).expect("a CA file"));
     let command = &args[split + 1..];
     let started = Instant::now();
     let mut child = std::process::Command::new(&command[0])

@@ -74,8 +74,10 @@ impl Generator {
             self.stretches_left = STRETCHES_PER_SEED;
         }
         self.stretches_left -= 1;
-        self.stretch.clear();
+        // All zeros already, but the first time: every byte handed out was
+        // wiped, and so was the key.
         self.stretch.resize(STRETCH, 0);
+        debug_assert!(self.stretch.iter().all(|byte| *byte == 0));
         let cipher =
             LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.key).expect("a 32-byte AES-256 key"));
         // Each key seals exactly one buffer, so the fixed nonce never
