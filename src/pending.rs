@@ -81,7 +81,7 @@ impl PendingStates {
             used: Mutex::new(Used::default()),
             ttl,
             per_browser: per_browser.max(1),
-            cookie_attributes: format!("; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax", ttl.as_secs()),
+            cookie_attributes: attributes(ttl.as_secs()),
         }
     }
 
@@ -195,8 +195,14 @@ fn used_key(state: &str) -> [u8; 16] {
     key
 }
 
+/// What follows a flow cookie's value, for a life of `max_age` seconds.
+fn attributes(max_age: u64) -> String {
+    format!("; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Lax")
+}
+
+/// The `Set-Cookie` value that removes the flow cookie `name`.
 fn clear(name: &str) -> String {
-    format!("{name}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax")
+    format!("{name}={}", attributes(0))
 }
 
 /// Decodes unpadded base64url; `None` on any other character.
