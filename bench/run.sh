@@ -89,14 +89,15 @@ while time.time() < deadline:
 sys.exit(1)
 PY
 }
-# CPU seconds (user+system) of a process and its children, e.g. nginx's worker.
+# "user system" CPU time in clock ticks of a process and its children,
+# e.g. nginx's worker.
 cpu_of() {
-    total=0
+    user=0; system=0
     for pid in $1 $(ps -o pid= --ppid "$1" 2>/dev/null); do
-        t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
-        total=$((total + t))
+        set -- $(awk '{ print $14, $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0 0)
+        user=$((user + $1)); system=$((system + $2))
     done
-    echo "$total"
+    echo "$user $system"
 }
 rss_of() { # MiB of the process and its children
     total=0
@@ -131,12 +132,17 @@ run_wrk() { # port extra-header -> "requests seconds"
     fi
     awk '/requests in/ { r = $1 } /Requests\/sec/ { s = $2 } END { print r, s }' "$work/wrk.txt"
 }
-# One wrk run against $server_pid -> "requests/s server-CPU-us-per-request".
+# One wrk run against $server_pid -> "requests/s" and the server's CPU us
+# per request: in all, in user space, in the kernel. The kernel's part
+# (reading the request, sending the answer, and on loopback also the
+# receiving side's TCP work) is much the same for any server.
 load_and_cpu() { # port extra-header
-    c0=$(cpu_of "$server_pid")
-    set -- $(run_wrk "$1" "$2")
-    c1=$(cpu_of "$server_pid")
-    awk -v c="$((c1 - c0))" -v n="$1" -v rps="$2" -v hz="$hz" 'BEGIN { printf "%s %.1f\n", rps, c / hz * 1e6 / n }'
+    before=$(cpu_of "$server_pid")
+    wrk_result=$(run_wrk "$1" "$2")
+    after=$(cpu_of "$server_pid")
+    echo "$before $after $wrk_result" | awk -v hz="$hz" '{
+        us = 1e6 / hz / $5; user = ($3 - $1) * us; kernel = ($4 - $2) * us
+        printf "%s %.2f %.2f %.2f\n", $6, user + kernel, user, kernel }'
 }
 rss_now() { rss_of "$server_pid"; echo; }
 keep_alive() { load_and_cpu "$1" ""; }
@@ -235,19 +241,28 @@ ratios = [[b / a if a else float("nan") for a, b in zip(rn, ry)]
           for rn, ry in zip(rows["nginx"], rows["yandex-token"])]
 # In the order of the rows' columns: the order `round` measures in.
 cols = ["startup to first answer ms", "RSS idle MiB", "keep-alive req/s", "CPU us/req",
-        "RSS after keep-alive MiB", "new TLS conn/s", "CPU us/conn", "h2load req/s",
-        "new TLS conn/s, rustls client (examples/handshakes.rs)"]
+        "CPU us/req, user space", "CPU us/req, kernel", "RSS after keep-alive MiB",
+        "new TLS conn/s", "CPU us/conn", "CPU us/conn, user space", "CPU us/conn, kernel",
+        "h2load req/s", "new TLS conn/s, rustls client (examples/handshakes.rs)"]
 # ...and in the order of the table.
-shown = [2, 3, 5, 6, 8, 7, 1, 4, 0]
+shown = [2, 3, 4, 5, 7, 8, 9, 10, 12, 11, 1, 6, 0]
 print(f"medians of {rounds} interleaved rounds, wrk -t1 -c64 -d{seconds}s, server on CPU 0, load on CPU 1\n")
 print("| measure | nginx `return 302` | yandex-token `GET /get_token` | ratio (yt / nginx), median of rounds | ratio per round |")
 print("|---|---|---|---|---|")
+def fig(v):
+    return f"{v:,.2f}" if v < 100 else f"{v:,.1f}"
 for i in shown:
     col = cols[i]
     each = [r[i] for r in ratios]
-    print(f"| {col} | {n[i]:,.1f} | {y[i]:,.1f} | {statistics.median(each):.2f} | "
+    print(f"| {col} | {fig(n[i])} | {fig(y[i])} | {statistics.median(each):.2f} | "
           + " ".join(f"{r:.2f}" for r in each) + " |")
 print(f"| RSS with 10,000 idle TLS connections | {nginx10k} | {yt10k} MiB ({held} held) | | |")
+# What user-space work alone can reach: our kernel time over nginx's total.
+floor_req = statistics.median(ry[5] / rn[3] for rn, ry in zip(rows["nginx"], rows["yandex-token"]))
+floor_conn = statistics.median(ry[10] / rn[8] for rn, ry in zip(rows["nginx"], rows["yandex-token"]))
+print(f"\nyandex-token's kernel time alone is {floor_req:.2f}x nginx's whole CPU per request "
+      f"and {floor_conn:.2f}x per new connection (medians of rounds): "
+      "no user-space change can take a ratio below that.")
 print(f"\nyandex-token: {per_conn} bytes per idle TLS connection; release binary, stripped: "
       f"{int(size) / 1048576:.2f} MiB with the default features (ACME included), "
       f"{int(size_minimal) / 1048576:.2f} MiB without ACME (--no-default-features);")

@@ -24,6 +24,26 @@ async fn healthz_answers_get_and_head() {
 }
 
 #[tokio::test]
+async fn bodies_carry_nosniff_and_a_csp_and_the_bodiless_redirect_does_not() {
+    let world = World::new().await;
+    let mut client = world.client();
+    const CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+    for path in ["/healthz", "/nowhere"] {
+        let reply = client.get(world.server.addr, path).await;
+        assert!(!reply.body.is_empty(), "{path}");
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(reply.header("content-security-policy"), Some(CSP), "{path}");
+    }
+    // Nothing to sniff or render: the headers that matter to a redirect
+    // (get_token_flow.rs) stay, these two would only add bytes.
+    let redirect = client.get(world.server.addr, "/get_token").await;
+    assert_eq!((redirect.status, redirect.body.as_str()), (302, ""));
+    assert_eq!(redirect.header("x-content-type-options"), None);
+    assert_eq!(redirect.header("content-security-policy"), None);
+    assert_eq!(redirect.header("cache-control"), Some("no-store"));
+}
+
+#[tokio::test]
 async fn unknown_paths_are_404_json() {
     let world = World::new().await;
     let mut client = world.client();
