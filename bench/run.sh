@@ -124,25 +124,37 @@ startup_ms() { # name port
 }
 
 # --- one round: both servers, each measure taken for one and then the other --
-run_wrk() { # port extra-header -> "requests seconds"
+# Runs a command and prints, to stderr, the % of one core it kept busy.
+with_cpu='import resource, subprocess, sys, time
+start = time.monotonic()
+subprocess.run(sys.argv[1:], check=True)
+wall = time.monotonic() - start
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(round(100 * (usage.ru_utime + usage.ru_stime) / wall), file=sys.stderr)'
+# -> "requests requests/s wrk's-CPU-%": how busy wrk kept its own core
+# (100 %: wrk, not the server, set the rate).
+run_wrk() { # port extra-header
     if [ -n "$2" ]; then
-        taskset -c 1 wrk -t1 -c64 -d"${seconds}s" -H "$2" "https://localhost:$1/get_token" >"$work/wrk.txt"
+        python3 -c "$with_cpu" taskset -c 1 wrk -t1 -c64 -d"${seconds}s" -H "$2" "https://localhost:$1/get_token" \
+            >"$work/wrk.txt" 2>"$work/wrk-cpu.txt"
     else
-        taskset -c 1 wrk -t1 -c64 -d"${seconds}s" "https://localhost:$1/get_token" >"$work/wrk.txt"
+        python3 -c "$with_cpu" taskset -c 1 wrk -t1 -c64 -d"${seconds}s" "https://localhost:$1/get_token" \
+            >"$work/wrk.txt" 2>"$work/wrk-cpu.txt"
     fi
-    awk '/requests in/ { r = $1 } /Requests\/sec/ { s = $2 } END { print r, s }' "$work/wrk.txt"
+    awk -v cpu="$(tail -n 1 "$work/wrk-cpu.txt")" '/requests in/ { r = $1 } /Requests\/sec/ { s = $2 }
+        END { print r, s, cpu }' "$work/wrk.txt"
 }
-# One wrk run against $server_pid -> "requests/s" and the server's CPU us
-# per request: in all, in user space, in the kernel. The kernel's part
-# (reading the request, sending the answer, and on loopback also the
-# receiving side's TCP work) is much the same for any server.
+# One wrk run against $server_pid -> "requests/s", the server's CPU us per
+# request (in all, in user space, in the kernel) and wrk's CPU %. The
+# kernel's part (reading the request, sending the answer, and on loopback
+# also the receiving side's TCP work) is much the same for any server.
 load_and_cpu() { # port extra-header
     before=$(cpu_of "$server_pid")
     wrk_result=$(run_wrk "$1" "$2")
     after=$(cpu_of "$server_pid")
     echo "$before $after $wrk_result" | awk -v hz="$hz" '{
         us = 1e6 / hz / $5; user = ($3 - $1) * us; kernel = ($4 - $2) * us
-        printf "%s %.2f %.2f %.2f\n", $6, user + kernel, user, kernel }'
+        printf "%s %.2f %.2f %.2f %s\n", $6, user + kernel, user, kernel, $7 }'
 }
 rss_now() { rss_of "$server_pid"; echo; }
 keep_alive() { load_and_cpu "$1" ""; }
@@ -241,11 +253,12 @@ ratios = [[b / a if a else float("nan") for a, b in zip(rn, ry)]
           for rn, ry in zip(rows["nginx"], rows["yandex-token"])]
 # In the order of the rows' columns: the order `round` measures in.
 cols = ["startup to first answer ms", "RSS idle MiB", "keep-alive req/s", "CPU us/req",
-        "CPU us/req, user space", "CPU us/req, kernel", "RSS after keep-alive MiB",
-        "new TLS conn/s", "CPU us/conn", "CPU us/conn, user space", "CPU us/conn, kernel",
-        "h2load req/s", "new TLS conn/s, rustls client (examples/handshakes.rs)"]
+        "CPU us/req, user space", "CPU us/req, kernel", "wrk's own CPU %, keep-alive",
+        "RSS after keep-alive MiB", "new TLS conn/s", "CPU us/conn", "CPU us/conn, user space",
+        "CPU us/conn, kernel", "wrk's own CPU %, new connections", "h2load req/s",
+        "new TLS conn/s, rustls client (examples/handshakes.rs)"]
 # ...and in the order of the table.
-shown = [2, 3, 4, 5, 7, 8, 9, 10, 12, 11, 1, 6, 0]
+shown = [2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 14, 13, 1, 7, 0]
 print(f"medians of {rounds} interleaved rounds, wrk -t1 -c64 -d{seconds}s, server on CPU 0, load on CPU 1\n")
 print("| measure | nginx `return 302` | yandex-token `GET /get_token` | ratio (yt / nginx), median of rounds | ratio per round |")
 print("|---|---|---|---|---|")
@@ -259,7 +272,7 @@ for i in shown:
 print(f"| RSS with 10,000 idle TLS connections | {nginx10k} | {yt10k} MiB ({held} held) | | |")
 # What user-space work alone can reach: our kernel time over nginx's total.
 floor_req = statistics.median(ry[5] / rn[3] for rn, ry in zip(rows["nginx"], rows["yandex-token"]))
-floor_conn = statistics.median(ry[10] / rn[8] for rn, ry in zip(rows["nginx"], rows["yandex-token"]))
+floor_conn = statistics.median(ry[11] / rn[9] for rn, ry in zip(rows["nginx"], rows["yandex-token"]))
 print(f"\nyandex-token's kernel time alone is {floor_req:.2f}x nginx's whole CPU per request "
       f"and {floor_conn:.2f}x per new connection (medians of rounds): "
       "no user-space change can take a ratio below that.")
