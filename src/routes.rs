@@ -103,7 +103,7 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     // These two guard a body a browser might sniff or render. A redirect
     // has none and is never rendered, so it goes without: 101 bytes less
-    // on every `GET /get_token`, which the kernel copies twice.
+    // to encrypt, send and copy on every `GET /get_token`.
     if !hyper::body::Body::is_end_stream(response.body()) {
         let headers = response.headers_mut();
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
