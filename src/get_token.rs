@@ -79,14 +79,10 @@ fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
         header::LOCATION,
         HeaderValue::try_from(location).expect("percent-encoded URL is a valid header"),
     );
-    headers.append(
-        header::SET_COOKIE,
-        HeaderValue::try_from(cookie).expect("base64url cookie is a valid header"),
-    );
-    for clear in clears {
+    for cookie in std::iter::once(cookie).chain(clears.into_iter().map(String::into_bytes)) {
         headers.append(
             header::SET_COOKIE,
-            HeaderValue::try_from(clear).expect("a flow cookie's name is a valid header"),
+            HeaderValue::try_from(cookie).expect("base64url cookie is a valid header"),
         );
     }
     response

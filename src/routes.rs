@@ -94,6 +94,10 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
             (err.into_response(), Some((label, detail)))
         }
     };
+    // Two headers below guard a body a browser might sniff or render. A
+    // redirect has none and is never rendered, so it goes without them:
+    // 101 bytes less to encrypt, send and copy on every `GET /get_token`.
+    let has_body = !hyper::body::Body::is_end_stream(response.body());
     let headers = response.headers_mut();
     headers.insert(header::STRICT_TRANSPORT_SECURITY, app.hsts.clone());
     // RFC 6749 §5.1 and RFC 9700: tokens and codes must not be cached or
@@ -101,11 +105,7 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    // These two guard a body a browser might sniff or render. A redirect
-    // has none and is never rendered, so it goes without: 101 bytes less
-    // to encrypt, send and copy on every `GET /get_token`.
-    if !hyper::body::Body::is_end_stream(response.body()) {
-        let headers = response.headers_mut();
+    if has_body {
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         // Nothing we serve needs to load anything; the demo page sets its own.
         headers

@@ -40,14 +40,14 @@ pub fn provider() -> Arc<CryptoProvider> {
         };
         (!tls13, common.hash_provider.algorithm() != HashAlgorithm::SHA256)
     });
-    Arc::new(CryptoProvider { secure_random: &PooledRandom, ..ring })
+    Arc::new(CryptoProvider { secure_random: &GeneratorRandom, ..ring })
 }
 
 /// rustls's source of random values: [`crate::random`].
 #[derive(Debug)]
-struct PooledRandom;
+struct GeneratorRandom;
 
-impl rustls::crypto::SecureRandom for PooledRandom {
+impl rustls::crypto::SecureRandom for GeneratorRandom {
     fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
         crate::random::fill(buf);
         Ok(())
