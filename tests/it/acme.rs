@@ -11,6 +11,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::client::{client_config, tls_connect};
+use crate::support::free_port;
 use crate::support::notify::NotifyReceiver;
 use crate::support::pebble::{self, Pebble};
 use crate::support::pki::TestPki;
@@ -31,8 +32,8 @@ impl Setup {
         Setup {
             pki: TestPki::new(),
             dir: tempfile::tempdir().unwrap(),
-            https: pebble::free_port(),
-            http: pebble::free_port(),
+            https: free_port(),
+            http: free_port(),
         }
     }
 
@@ -116,7 +117,7 @@ async fn tls_alpn_01_issues_a_verifiable_certificate_and_a_restart_reuses_it() {
     let setup = Setup::new();
     // The CA is not up yet: the server serves a placeholder, tells every
     // request to wait, and retries.
-    let nobody = format!("https://127.0.0.1:{}/dir", pebble::free_port());
+    let nobody = format!("https://127.0.0.1:{}/dir", free_port());
     let notify = NotifyReceiver::new();
     let mut server = setup.start_with(
         pebble::acme_flags(&nobody, &setup.pki.ca_pem, DOMAIN, &setup.token_dir()),

@@ -15,14 +15,11 @@ use hyper_util::rt::TokioIo;
 
 use crate::support::client::Client;
 use crate::support::fake_oauth::{FakeOAuth, Mode};
+use crate::support::free_port;
 use crate::support::notify::NotifyReceiver;
 use crate::support::pki::TestPki;
 use crate::support::process::{BIN, Running};
 use crate::support::server::flags_for;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new("curl").args(["-sS", "--max-time", "20"]).args(args).output().unwrap();

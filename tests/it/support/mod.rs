@@ -21,6 +21,28 @@ pub fn have(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// A free loopback TCP port for a process that binds it later (Pebble, a
+/// socket-activated or restarted server). Taken below Linux's ephemeral
+/// range (32768 and up), so a connection made meanwhile by another test
+/// cannot get it as its source port, as a port from `bind(0)`, released
+/// and bound again, can; each call in this process gets a different one,
+/// checked free when given.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % COUNT;
+    loop {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(step < COUNT, "no free port left below the ephemeral range");
+        let port = u16::try_from(FIRST + (start + step) % COUNT).expect("under 32000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Drives one whole flow as a browser would: start, the provider's
 /// redirect, the callback. Returns the callback's reply.
 pub async fn complete_flow(client: &mut Client, server: &TestServer) -> Reply {

@@ -4,7 +4,6 @@
 //! listens on. Readiness is Pebble's own "ACME directory available" line.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -24,10 +23,7 @@ pub fn available() -> bool {
     found
 }
 
-/// A free loopback TCP port (bound, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use super::free_port;
 
 /// A running Pebble and its DNS server; both killed on drop.
 pub struct Pebble {
