@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hyper::header::HeaderValue;
 use rustls::ServerConfig;
 
-use crate::config::{Config, Limits};
+use crate::config::{Config, Flow, Limits};
 use crate::demo;
 use crate::error::StartupError;
 use crate::metrics::Metrics;
@@ -26,6 +26,8 @@ pub struct App {
     pub oauth: OAuthClient,
     /// Flows between the redirect and the callback.
     pub pending: PendingStates,
+    /// Whether `/get_token` redirects or shows the pasted-code page.
+    pub flow: Flow,
     /// Where tokens go.
     pub store: TokenStore,
     /// The served certificate, swappable on SIGHUP.
@@ -98,6 +100,7 @@ impl App {
         Ok(App {
             oauth,
             pending: PendingStates::new(limits.state_ttl, limits.states_per_browser),
+            flow: config.flow,
             store,
             server_tls: tls::server_config(certs.clone())?,
             certs,

@@ -62,6 +62,8 @@ pub fn run(invocation: Invocation) -> ExitCode {
         Command::Check => return check(&config),
         Command::Show => return show(&config),
         Command::List => return list(&config),
+        Command::Login => return crate::terminal::login(&config),
+        Command::Device => return crate::terminal::device(&config),
     };
     crate::log::flush();
     match outcome {

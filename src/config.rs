@@ -30,6 +30,10 @@ pub enum Command {
     Demo,
     /// List the stored accounts.
     List,
+    /// The pasted-code flow in a terminal: print the authorize URL, read the code.
+    Login,
+    /// The device flow: show a user code, poll until the user allows it.
+    Device,
 }
 
 impl Command {
@@ -41,6 +45,8 @@ impl Command {
             "check" => Command::Check,
             "demo" => Command::Demo,
             "list" => Command::List,
+            "login" => Command::Login,
+            "device" => Command::Device,
             _ => return None,
         })
     }
@@ -162,10 +168,17 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "OAuth server; authorize = URL + 'authorize', token = URL + 'token'",
     },
     OptionSpec {
+        flag: "flow",
+        env: "YANDEX_TOKEN_FLOW",
+        value: "MODE",
+        default: "callback",
+        help: "callback (Yandex redirects to /get_token) or paste (the page takes the code Yandex shows)",
+    },
+    OptionSpec {
         flag: "redirect-uri",
         env: "YANDEX_TOKEN_REDIRECT_URI",
         value: "URL",
-        default: "none (Yandex uses the app's first Callback URL)",
+        default: "none (Yandex uses the app's first Callback URL); paste and login: URL + 'verification_code'",
         help: "sent as redirect_uri when set",
     },
     OptionSpec {
@@ -202,6 +215,34 @@ pub const OPTIONS: &[OptionSpec] = &[
         value: "LOGIN",
         default: "none: token.json, the most recent token",
         help: "refresh, show: the account to act on",
+    },
+    OptionSpec {
+        flag: "login-hint",
+        env: "YANDEX_TOKEN_LOGIN_HINT",
+        value: "LOGIN",
+        default: "none",
+        help: "login: passed to Yandex as login_hint (the account to suggest)",
+    },
+    OptionSpec {
+        flag: "force-confirm",
+        env: "YANDEX_TOKEN_FORCE_CONFIRM",
+        value: "",
+        default: "off",
+        help: "login: make Yandex ask again (force_confirm=yes), to pick another account",
+    },
+    OptionSpec {
+        flag: "device-id",
+        env: "YANDEX_TOKEN_DEVICE_ID",
+        value: "ID",
+        default: "none: a plain token",
+        help: "device: 6-50 printable ASCII characters; makes a device token (at most 30 per user and app)",
+    },
+    OptionSpec {
+        flag: "device-name",
+        env: "YANDEX_TOKEN_DEVICE_NAME",
+        value: "NAME",
+        default: "none (ignored without --device-id)",
+        help: "device: the name Yandex shows for the device, at most 100 characters",
     },
     OptionSpec {
         flag: "all",
@@ -377,6 +418,8 @@ pub struct Config {
     pub oauth_url: String,
     /// The token endpoint, `oauth_url + "token"`, parsed.
     pub token_endpoint: Endpoint,
+    /// Which redirect the server's `/get_token` expects.
+    pub flow: Flow,
     /// Sent as `redirect_uri` when set.
     pub redirect_uri: Option<String>,
     /// Extra trust anchors for the token endpoint.
@@ -397,6 +440,14 @@ pub struct Config {
     pub if_expires_within: Option<u64>,
     /// `list --json`.
     pub json: bool,
+    /// `login --login-hint`.
+    pub login_hint: Option<String>,
+    /// `login --force-confirm`.
+    pub force_confirm: bool,
+    /// `device --device-id`.
+    pub device_id: Option<String>,
+    /// `device --device-name`.
+    pub device_name: Option<String>,
     /// Serve `/metrics`.
     pub metrics: bool,
     /// Pins the host of the plain-HTTP redirect instead of trusting `Host`.
@@ -409,6 +460,17 @@ pub struct Config {
     pub journal: bool,
     /// Certificates over ACME instead of `--cert`/`--key`, when set.
     pub acme: Option<AcmeSettings>,
+}
+
+/// How the user brings the authorization code back from Yandex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Yandex redirects the browser to `/get_token?code=…` (apps "For user
+    /// authorization", whose Callback URL is ours).
+    Callback,
+    /// Yandex shows the code on its `verification_code` page and the user
+    /// pastes it into our form (apps "For API access or debugging").
+    Paste,
 }
 
 /// How an ACME challenge is answered (RFC 8737, RFC 8555 §8.3).
@@ -585,6 +647,14 @@ fn build(
         Some((source, value)) => parse_oauth_url(&source, &value)?,
         None => parse_oauth_url("--oauth-url", "https://oauth.yandex.ru/")?,
     };
+    let flow = match raw("flow") {
+        None => Flow::Callback,
+        Some((_, value)) if value == "callback" => Flow::Callback,
+        Some((_, value)) if value == "paste" => Flow::Paste,
+        Some((source, value)) => {
+            return Err(ConfigError(format!("{source}: {value:?} is not callback or paste")));
+        }
+    };
     let redirect_uri = raw("redirect-uri")
         .map(|(source, value)| {
             if (value.starts_with("https://") || value.starts_with("http://"))
@@ -595,7 +665,12 @@ fn build(
                 Err(ConfigError(format!("{source}: {value:?} is not an absolute http(s) URL")))
             }
         })
-        .transpose()?;
+        .transpose()?
+        // Apps "For API access" redirect only to Yandex's own code page.
+        .or_else(|| {
+            (flow == Flow::Paste || command == Command::Login)
+                .then(|| format!("{oauth_url}verification_code"))
+        });
     let login_url = match raw("login-url") {
         Some((source, value)) => {
             Endpoint::parse(&value).map_err(|why| ConfigError(format!("{source}: {value:?} {why}")))?
@@ -632,6 +707,37 @@ fn build(
                 .ok_or_else(|| ConfigError(format!("{source}: {value:?} is not a number of days")))
         })
         .transpose()?;
+    let login_hint = raw("login-hint")
+        .map(|(source, value)| {
+            valid_login(&value)
+                .then_some(value.clone())
+                .ok_or_else(|| ConfigError(format!("{source}: {value:?} is not a Yandex login")))
+        })
+        .transpose()?;
+    let device_id = raw("device-id")
+        .map(|(source, value)| {
+            let printable = value.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+            if (6..=50).contains(&value.len()) && printable {
+                Ok(value)
+            } else {
+                Err(ConfigError(format!("{source}: {value:?} is not 6 to 50 printable ASCII characters")))
+            }
+        })
+        .transpose()?;
+    let device_name = raw("device-name")
+        .map(|(source, value)| {
+            if value.chars().count() <= 100
+                && !value.chars().any(char::is_control)
+                && !value.trim().is_empty()
+            {
+                Ok(value)
+            } else {
+                Err(ConfigError(format!(
+                    "{source}: {value:?} is empty, has control characters or is over 100 characters"
+                )))
+            }
+        })
+        .transpose()?;
     let public_host = raw("public-host")
         .map(|(source, value)| match crate::server::host_without_port(&value) {
             Some(host) if host == value => Ok(value),
@@ -658,6 +764,7 @@ fn build(
         client_secret_file,
         oauth_url,
         token_endpoint,
+        flow,
         redirect_uri,
         ca_file: raw("ca-file").map(|(_, value)| PathBuf::from(value)),
         token_dir,
@@ -668,6 +775,10 @@ fn build(
         all: switch(raw("all"))?,
         if_expires_within,
         json: switch(raw("json"))?,
+        login_hint,
+        force_confirm: switch(raw("force-confirm"))?,
+        device_id,
+        device_name,
         metrics: switch(raw("metrics"))?,
         public_host,
         activation: Activation::from_env(&env).map_err(ConfigError)?,
@@ -880,7 +991,12 @@ pub fn help_text() -> String {
         "  show      print the stored access_token alone; exit 1 when there is none\n",
         "  check     validate the configuration and exit 0 or 1\n",
         "  demo      run the whole flow on https://localhost:8443 against a built-in stand-in for Yandex\n",
-        "  list      one line per stored account: login, obtained, expires, days left\n\n",
+        "  list      one line per stored account: login, obtained, expires, days left\n",
+        "  login     the pasted-code flow in a terminal: print the authorize URL, read the code Yandex shows\n",
+        "            from stdin; no domain, certificate or open port needed\n",
+        "  device    the device flow: show a code to enter at Yandex's device page, wait for Allow.\n",
+        "            With --device-id the token is a device token: a user holds at most 30 per app,\n",
+        "            and a new one revokes the oldest\n\n",
         "Options (each also read from its environment variable):\n",
     ));
     for spec in OPTIONS {

@@ -42,6 +42,12 @@ pub enum AppError {
     LoginNotAllowed(String),
     /// Only the ACME placeholder certificate is served so far.
     CertificatePending,
+    /// A form posted from another site (`Sec-Fetch-Site`/`Origin`).
+    CrossSite,
+    /// A request body of another type; the value is the one accepted.
+    UnsupportedMediaType(&'static str),
+    /// A request body over the cap, in bytes.
+    PayloadTooLarge(usize),
     /// No route for this path.
     NotFound,
     /// The path exists but not for this method; the value is `Allow`.
@@ -59,6 +65,9 @@ impl AppError {
             AppError::StoreFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::LoginNotAllowed(_) => StatusCode::FORBIDDEN,
             AppError::CertificatePending => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::CrossSite => StatusCode::FORBIDDEN,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -91,6 +100,16 @@ impl AppError {
                 "this server is still getting its TLS certificate over ACME; try again in a minute"
                     .to_owned(),
             ),
+            AppError::CrossSite => (
+                "cross_site_request",
+                "this form may only be posted from this server's own page: open /get_token here".to_owned(),
+            ),
+            AppError::UnsupportedMediaType(accepted) => {
+                ("unsupported_media_type", format!("the body must be {accepted}"))
+            }
+            AppError::PayloadTooLarge(max) => {
+                ("payload_too_large", format!("the body is larger than {max} bytes"))
+            }
             AppError::NotFound => ("not_found", "no such path".to_owned()),
             AppError::MethodNotAllowed(allow) => ("method_not_allowed", format!("this path allows {allow}")),
         };
@@ -107,6 +126,9 @@ impl AppError {
             AppError::StoreFailed { .. } => "store_failed",
             AppError::LoginNotAllowed(_) => "login_not_allowed",
             AppError::CertificatePending => "certificate_pending",
+            AppError::CrossSite => "cross_site",
+            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
+            AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed(_) => "method_not_allowed",
         }

@@ -1,28 +1,36 @@
-//! `GET /get_token`, the whole flow: without parameters it starts a flow
-//! (302 to the provider), with `code` and `state` it finishes one (check the
-//! state, exchange the code, store the token, answer with it), with `error`
-//! it reports the user's refusal. The state is always checked before the
-//! token endpoint is called.
+//! `/get_token`, the whole flow. `GET` without parameters starts a flow: a
+//! 302 to the provider (`--flow callback`) or a page with the link and a
+//! form for the code Yandex shows (`--flow paste`). `GET` with `code` and
+//! `state`, or the form's `POST`, finishes one (check the state, exchange
+//! the code, keep the token, answer with it); `GET` with `error` reports
+//! the user's refusal. The state is always checked before the token
+//! endpoint is called.
 
 use std::time::Instant;
 
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use crate::app::App;
+use crate::config::Flow;
 use crate::encoding::{UrlSafe32, cookie_pairs, pick_params};
 use crate::error::AppError;
 use crate::oauth::Pkce;
+use crate::obtain::{Keeper, keep};
 use crate::pending::COOKIE_PREFIX;
 use crate::routes::{self, Body, json_response};
 use crate::secret::Secret;
-use crate::token_store::{TokenStore, now_unix};
+use crate::token_store::now_unix;
 
 /// Yandex refuses a `state` longer than this.
 const MAX_STATE: usize = 1024;
-/// Far above any real authorization code; bounds what we forward.
+/// Far above any real authorization code (16 characters today, 7 digits
+/// before); bounds what we forward.
 const MAX_CODE: usize = 4096;
+/// The pasted-code form: a code and a state, with room to spare.
+const MAX_FORM: usize = 8 * 1024;
 
 /// Dispatches on the query: start, callback or refusal.
 pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<Body>, AppError> {
@@ -41,7 +49,7 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
         }
         // The flow is over either way: spend its state, if it is ours.
         if let Some(state) = &state {
-            app.pending.take(state, cookies(request), now_unix()).ok();
+            app.pending.take(state, cookies(request.headers()), now_unix()).ok();
         }
         return Err(AppError::Denied {
             error: error.chars().take(64).collect(),
@@ -49,131 +57,181 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
         });
     }
     match (code, state) {
+        (None, None) if app.flow == Flow::Paste => Ok(paste_page(app, request)),
         (None, None) => Ok(start(app, request)),
         // Boxed, so every redirect's future is not as large as the
         // exchange's (7 KiB) and copied whole with each request.
-        (Some(code), Some(state)) => Box::pin(finish(app, request, &code, &state)).await,
+        (Some(code), Some(state)) => Box::pin(finish(app, request.headers(), &code, &state)).await,
         (Some(_), None) => Err(AppError::BadState("the callback has a code but no state")),
         (None, Some(_)) => Err(AppError::BadRequest("the callback has a state but no code".into())),
     }
 }
 
 /// The request's cookies, as (name, value).
-fn cookies(request: &Request<Incoming>) -> impl Iterator<Item = (&str, &str)> {
-    cookie_pairs(request.headers().get_all(header::COOKIE).iter().map(HeaderValue::as_bytes))
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    cookie_pairs(headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes))
 }
 
-/// Starts a flow: a fresh state and PKCE pair, sealed into a cookie for
-/// this browser, and a redirect to the provider's authorize page.
-fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
+/// A flow just begun: its state, where the browser goes to allow it, and
+/// the `Set-Cookie` values that bind it to this browser.
+struct Begun {
+    state: UrlSafe32,
+    authorize_url: Vec<u8>,
+    set_cookies: Vec<Vec<u8>>,
+}
+
+/// Begins a flow: a fresh state and PKCE pair, sealed into a cookie for
+/// this browser, and the provider's authorize URL.
+fn begin(app: &App, headers: &HeaderMap) -> Begun {
     let state = UrlSafe32::random();
     let pkce = Pkce::generate();
-    let location = app.oauth.authorize_url(&state, &pkce.challenge);
+    let authorize_url = app.oauth.authorize_url(&state, &pkce.challenge);
     let present: Vec<&str> =
-        cookies(request).map(|(name, _)| name).filter(|name| name.starts_with(COOKIE_PREFIX)).collect();
+        cookies(headers).map(|(name, _)| name).filter(|name| name.starts_with(COOKIE_PREFIX)).collect();
     let (cookie, clears) = app.pending.start(state.as_bytes(), &pkce.verifier, now_unix(), &present);
     app.metrics.flow_started();
-    let mut response = routes::response(StatusCode::FOUND, Body::default(), 2 + clears.len());
-    let headers = response.headers_mut();
-    headers.insert(
-        header::LOCATION,
-        HeaderValue::try_from(location).expect("percent-encoded URL is a valid header"),
-    );
-    for cookie in std::iter::once(cookie).chain(clears.into_iter().map(String::into_bytes)) {
-        headers.append(
+    let set_cookies = std::iter::once(cookie).chain(clears.into_iter().map(String::into_bytes)).collect();
+    Begun { state, authorize_url, set_cookies }
+}
+
+/// Adds a begun flow's cookies to a response.
+fn add_cookies(response: &mut Response<Body>, set_cookies: Vec<Vec<u8>>) {
+    for cookie in set_cookies {
+        response.headers_mut().append(
             header::SET_COOKIE,
             HeaderValue::try_from(cookie).expect("base64url cookie is a valid header"),
         );
     }
+}
+
+/// Starts a callback flow: a redirect to the provider's authorize page.
+fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
+    let begun = begin(app, request.headers());
+    let mut response = routes::response(StatusCode::FOUND, Body::default(), 1 + begun.set_cookies.len());
+    response.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::try_from(begun.authorize_url).expect("percent-encoded URL is a valid header"),
+    );
+    add_cookies(&mut response, begun.set_cookies);
     response
 }
 
-/// Finishes a flow: state, then exchange, then store, then answer.
-async fn finish(
-    app: &App,
-    request: &Request<Incoming>,
-    code: &str,
-    state: &str,
-) -> Result<Response<Body>, AppError> {
-    let taken = app.pending.take(state, cookies(request), now_unix()).map_err(AppError::BadState)?;
-    let verifier = taken.verifier;
-    if code.is_empty() || code.len() > MAX_CODE {
-        return Err(AppError::BadRequest("the code is empty or too long".into()));
+/// Starts a pasted-code flow: a page with the link to the authorize page
+/// and the form the code goes into, or for a client that asks for JSON
+/// `{"authorize_url", "state"}` to post back itself.
+fn paste_page(app: &App, request: &Request<Incoming>) -> Response<Body> {
+    let begun = begin(app, request.headers());
+    let authorize_url = String::from_utf8(begun.authorize_url).expect("the authorize URL is ASCII");
+    let wants_json = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("application/json"));
+    let mut response = if wants_json {
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "authorize_url": authorize_url, "state": begun.state.as_str() }),
+        )
+    } else {
+        crate::pages::paste_form(&authorize_url, begun.state.as_str())
+    };
+    add_cookies(&mut response, begun.set_cookies);
+    response
+}
+
+/// `POST /get_token` in `paste` mode: the form with the pasted `code` and
+/// the flow's `state`. Refused before anything is read when it comes from
+/// another site or is not a small form; then handled exactly as a callback.
+pub async fn submit(request: Request<Incoming>, app: &App) -> Result<Response<Body>, AppError> {
+    let (parts, body) = request.into_parts();
+    check_same_origin(&parts.headers, parts.uri.authority().map(hyper::http::uri::Authority::as_str))?;
+    let media_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    if media_type.as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(AppError::UnsupportedMediaType("application/x-www-form-urlencoded"));
     }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_FORM as u64) {
+        return Err(AppError::PayloadTooLarge(MAX_FORM));
+    }
+    let form = Limited::new(body, MAX_FORM).collect().await.map_err(|err| {
+        if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            AppError::PayloadTooLarge(MAX_FORM)
+        } else {
+            AppError::BadRequest("the form body could not be read".into())
+        }
+    })?;
+    let form = form.to_bytes();
+    let form =
+        std::str::from_utf8(&form).map_err(|_| AppError::BadRequest("the form body is not UTF-8".into()))?;
+    let [code, state] = pick_params(form, ["code", "state"])
+        .map_err(|err| AppError::BadRequest(format!("bad form body: {err}")))?;
+    let state = state.ok_or(AppError::BadState("the form has no state: start again at /get_token"))?;
+    if state.len() > MAX_STATE {
+        return Err(AppError::BadState("state is longer than 1024 characters"));
+    }
+    let code = code.ok_or_else(|| AppError::BadRequest("the form has no code".into()))?;
+    Box::pin(finish(app, &parts.headers, &code, &state)).await
+}
+
+/// Refuses a form posted from another site (CSRF defence in depth; the
+/// `SameSite=Lax` flow cookie is not sent cross-site either). Browsers send
+/// `Sec-Fetch-Site`; older ones `Origin`, which is `null` under our
+/// `Referrer-Policy: no-referrer`. curl sends neither.
+fn check_same_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(), AppError> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => Ok(()),
+            _ => Err(AppError::CrossSite),
+        };
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else {
+        return Ok(());
+    };
+    if origin == "null" {
+        return Ok(());
+    }
+    // HTTP/2 carries the host as :authority, which hyper puts in the URI.
+    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).or(authority);
+    match (origin.strip_prefix("https://"), host) {
+        (Some(origin_host), Some(host)) if origin_host.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err(AppError::CrossSite),
+    }
+}
+
+/// Finishes a flow: the code's shape, then the state, then exchange,
+/// keep and answer. The code is checked first so that a bad paste does not
+/// spend the flow; the token endpoint is called only after the state.
+async fn finish(app: &App, headers: &HeaderMap, code: &str, state: &str) -> Result<Response<Body>, AppError> {
+    let code = code.trim();
+    if code.is_empty() || code.len() > MAX_CODE || !code.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::BadRequest(
+            "the code is empty, too long or not printable ASCII: paste the code Yandex showed".into(),
+        ));
+    }
+    let taken = app.pending.take(state, cookies(headers), now_unix()).map_err(AppError::BadState)?;
     let started = Instant::now();
-    let token = app.oauth.exchange_code(&Secret::new(code.to_owned()), &verifier).await;
+    let token = app.oauth.exchange_code(&Secret::new(code.to_owned()), &taken.verifier).await;
     app.metrics.upstream_latency(started.elapsed());
     let token = token.map_err(AppError::Upstream)?;
-    let started = Instant::now();
-    let account = app.oauth.lookup_account(token.access_token()).await;
-    app.metrics.upstream_latency(started.elapsed());
-    if !app.allow_logins.is_empty() {
-        match &account {
-            Ok(account) if !app.allow_logins.contains(&account.login) => {
-                if let Err(err) = app.oauth.revoke(token.access_token()).await {
-                    crate::warn!("a token of an account not on --allow-login could not be revoked: {err}");
-                }
-                return Err(AppError::LoginNotAllowed(account.login.clone()));
-            }
-            Ok(_) => {}
-            // Without a name the allow-list cannot be checked: keep nothing,
-            // but hand the token over rather than throw it away.
-            Err(err) => {
-                return Err(AppError::StoreFailed {
-                    reason: format!("whose token this is could not be checked against --allow-login: {err}"),
-                    token: Secret::new(TokenStore::document(token)),
-                });
-            }
-        }
-    }
-    let mut doc = TokenStore::document(token);
-    let login = match &account {
-        Ok(account) => {
-            doc["login"] = account.login.clone().into();
-            if let Some(id) = &account.id {
-                doc["id"] = id.clone().into();
-            }
-            Some(account.login.clone())
-        }
-        Err(_) => {
-            doc["login"] = serde_json::Value::Null;
-            None
-        }
+    let keeper = Keeper {
+        oauth: &app.oauth,
+        store: &app.store,
+        allow_logins: &app.allow_logins,
+        metrics: &app.metrics,
     };
-    let store = app.store.clone();
-    let saved = {
-        let doc = doc.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Some(login) = &login {
-                store.save_account(login, &doc)?;
-            }
-            store.save(&doc)
-        })
-        .await
-    };
-    match saved {
-        Ok(Ok(())) => {
-            app.metrics.token_stored();
-            if let Err(err) = &account {
-                crate::warn!(
-                    "the account of a new token could not be looked up ({err}); stored as token.json only"
-                );
-                doc["warning"] =
-                    "the Yandex account could not be looked up: the token is stored as token.json only"
-                        .into();
-            }
-            let mut response = json_response(StatusCode::OK, &doc);
-            if let Ok(clear) = HeaderValue::try_from(taken.clear_cookie) {
-                response.headers_mut().append(header::SET_COOKIE, clear);
-            }
-            Ok(response)
-        }
-        Ok(Err(err)) => Err(AppError::StoreFailed {
-            reason: format!("writing into {} failed: {err}", app.store.dir().display()),
-            token: Secret::new(doc),
-        }),
-        Err(_) => {
-            Err(AppError::StoreFailed { reason: "the storing task failed".into(), token: Secret::new(doc) })
-        }
+    let doc = keep(keeper, token).await?;
+    let mut response = json_response(StatusCode::OK, &doc);
+    if let Ok(clear) = HeaderValue::try_from(taken.clear_cookie) {
+        response.headers_mut().append(header::SET_COOKIE, clear);
     }
+    Ok(response)
 }

@@ -233,6 +233,7 @@ pub struct OAuthClient {
     authorize_tail: String,
     token: Endpoint,
     revoke: Endpoint,
+    device: Endpoint,
     login: Option<Endpoint>,
     redirect_uri: Option<String>,
     tls: ClientTls,
@@ -267,16 +268,19 @@ impl OAuthClient {
             authorize_tail.push_str("&redirect_uri=");
             percent_encode(uri, &mut authorize_tail);
         }
-        let revoke = Endpoint {
-            path: format!("{}revoke_token", token.path.trim_end_matches("token")),
+        let beside_token = |name: &str| Endpoint {
+            path: format!("{}{name}", token.path.trim_end_matches("token")),
             ..token.clone()
         };
+        let revoke = beside_token("revoke_token");
+        let device = beside_token("device/code");
         OAuthClient {
             client_id,
             secret: RwLock::new(secret),
             authorize_head,
             authorize_tail,
             revoke,
+            device,
             login: None,
             token,
             redirect_uri,
@@ -355,6 +359,43 @@ impl OAuthClient {
             self.authorize_tail.as_bytes(),
         ]
         .concat()
+    }
+
+    /// Asks for a device code (`POST {oauth}device/code`): the start of the
+    /// device flow. Only the client id is sent, as Yandex's docs say.
+    pub async fn request_device_code(
+        &self,
+        device_id: Option<&str>,
+        device_name: Option<&str>,
+    ) -> Result<DeviceCode, OAuthError> {
+        let mut form = vec![("client_id", self.client_id.as_str())];
+        if let Some(id) = device_id {
+            form.push(("device_id", id));
+            if let Some(name) = device_name {
+                form.push(("device_name", name));
+            }
+        }
+        let (status, body) = with_timeout(
+            self.limits.total_timeout,
+            "total",
+            self.post_form(&self.device, form_encode(&form)),
+        )
+        .await??;
+        DeviceCode::from_json(classify_json(status, &body)?)
+    }
+
+    /// One poll of the device flow (`grant_type=device_code`; Yandex names
+    /// the parameter `code`). `authorization_pending` and `slow_down` come
+    /// back as [`OAuthError::Rejected`] for the caller to wait on.
+    pub async fn poll_device(&self, device_code: &Secret<String>) -> Result<Token, OAuthError> {
+        let secret = self.secret();
+        let form = [
+            ("grant_type", "device_code"),
+            ("code", device_code.expose().as_str()),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", secret.expose()),
+        ];
+        self.request_token(form_encode(&form)).await
     }
 
     /// Trades an authorization code and its PKCE verifier for a token.
@@ -476,8 +517,61 @@ pub async fn https_request(
     Ok((parts, body))
 }
 
+/// What `device/code` answers: the code to poll with (secret), the one the
+/// user types, where they type it, and the timing.
+#[derive(Debug)]
+pub struct DeviceCode {
+    /// Sent back when polling; as good as a token once the user allows it.
+    pub device_code: Secret<String>,
+    /// What the user enters at `verification_url`.
+    pub user_code: String,
+    /// The page where the user enters the code (live: `https://ya.ru/device`).
+    pub verification_url: String,
+    /// The wait between polls.
+    pub interval: Duration,
+    /// How long the codes are good for.
+    pub expires_in: Duration,
+}
+
+impl DeviceCode {
+    fn from_json(json: Value) -> Result<DeviceCode, OAuthError> {
+        let text = |name: &str| {
+            json.get(name)
+                .and_then(Value::as_str)
+                .filter(|value| !value.is_empty() && !value.chars().any(char::is_control))
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    OAuthError::BadResponse(format!("device/code answered without a usable {name}"))
+                })
+        };
+        let seconds = |name: &str, default: u64| json.get(name).and_then(Value::as_u64).unwrap_or(default);
+        let verification_url = text("verification_url")?;
+        if !verification_url.starts_with("https://") && !verification_url.starts_with("http://") {
+            return Err(OAuthError::BadResponse(
+                "device/code answered a verification_url that is not a URL".into(),
+            ));
+        }
+        Ok(DeviceCode {
+            device_code: Secret::new(text("device_code")?),
+            user_code: text("user_code")?,
+            verification_url,
+            // RFC 8628 §3.2: 5 seconds when not given. Never faster than 1 s.
+            interval: Duration::from_secs(seconds("interval", 5).clamp(1, 60)),
+            expires_in: Duration::from_secs(seconds("expires_in", 300).clamp(1, 3600)),
+        })
+    }
+}
+
 /// Sorts an answer into a token, the provider's OAuth error, or junk.
 fn classify(status: StatusCode, body: &[u8]) -> Result<Token, OAuthError> {
+    classify_json(status, body).and_then(|json| {
+        Token::from_json(json)
+            .ok_or_else(|| OAuthError::BadResponse("JSON without an access_token".to_owned()))
+    })
+}
+
+/// Sorts an answer into a 2xx JSON value, the provider's OAuth error, or junk.
+fn classify_json(status: StatusCode, body: &[u8]) -> Result<Value, OAuthError> {
     if status.is_server_error() {
         return Err(OAuthError::BadResponse(format!("HTTP {}", status.as_u16())));
     }
@@ -488,8 +582,7 @@ fn classify(status: StatusCode, body: &[u8]) -> Result<Token, OAuthError> {
         )));
     };
     if status.is_success() {
-        return Token::from_json(json)
-            .ok_or_else(|| OAuthError::BadResponse("JSON without an access_token".to_owned()));
+        return Ok(json);
     }
     match json.get("error").and_then(Value::as_str) {
         Some(error) if status.is_client_error() => Err(OAuthError::Rejected {

@@ -10,6 +10,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::app::App;
+use crate::config::Flow;
 use crate::error::AppError;
 use crate::{demo, get_token};
 
@@ -63,6 +64,8 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
         _ if hostless => Err(AppError::BadRequest("HTTP/1.1 requires a Host header".into())),
         _ if app.certs.pending() => Err(AppError::CertificatePending),
         (&Method::GET, "/get_token") => get_token::handle(&request, app).await,
+        (&Method::POST, "/get_token") if app.flow == Flow::Paste => get_token::submit(request, app).await,
+        (_, "/get_token") if app.flow == Flow::Paste => Err(AppError::MethodNotAllowed("GET, POST")),
         (_, "/get_token") => Err(AppError::MethodNotAllowed("GET")),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(text_response(StatusCode::OK, "ok\n")),
         (_, "/healthz") => Err(AppError::MethodNotAllowed("GET, HEAD")),

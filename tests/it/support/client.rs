@@ -95,6 +95,31 @@ impl Client {
         target: &str,
         body: &'static str,
     ) -> Reply {
+        self.send_with(addr, method, target, &[], body.to_owned()).await
+    }
+
+    /// POSTs `body` as a form, with extra headers.
+    pub async fn post_form(
+        &mut self,
+        addr: SocketAddr,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> Reply {
+        let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
+        all.extend_from_slice(headers);
+        self.send_with(addr, Method::POST, target, &all, body).await
+    }
+
+    /// Sends one request with extra headers and a body, on a new connection.
+    pub async fn send_with(
+        &mut self,
+        addr: SocketAddr,
+        method: Method,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> Reply {
         let tls = tls_connect(addr, "localhost", self.tls.clone()).await;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let mut request = Request::builder().method(method).uri(target);
@@ -103,12 +128,15 @@ impl Client {
         } else {
             request = request.header("host", format!("localhost:{}", addr.port()));
         }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if !self.cookies.is_empty() {
             let header: Vec<String> =
                 self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect();
             request = request.header("cookie", header.join("; "));
         }
-        let request = request.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
+        let request = request.body(Full::new(Bytes::from(body))).unwrap();
         let response = if h2 {
             let (mut sender, conn) =
                 hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();

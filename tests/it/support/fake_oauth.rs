@@ -41,6 +41,24 @@ struct Grant {
     used: bool,
 }
 
+/// Where a device flow stands, as the user left it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Pending,
+    Allowed,
+    Denied,
+}
+
+pub struct DeviceGrant {
+    pub user_code: String,
+    pub created: Instant,
+    pub status: DeviceStatus,
+    /// Polls answered `slow_down` before the next real answer.
+    pub slow_downs: u32,
+    /// When each poll arrived.
+    pub polls: Vec<Instant>,
+}
+
 pub struct FakeState {
     pub client_id: String,
     pub secret: String,
@@ -67,6 +85,15 @@ pub struct FakeState {
     /// Live refresh tokens -> login; each works once, as a strict server's.
     pub refresh_tokens: Mutex<HashMap<String, String>>,
     grants: Mutex<HashMap<String, Grant>>,
+    /// Device flows by device_code.
+    pub devices: Mutex<HashMap<String, DeviceGrant>>,
+    /// `interval` and `expires_in` that `device/code` answers with.
+    pub device_interval: AtomicU64,
+    pub device_expires_in: AtomicU64,
+    /// `slow_down` answers each new device flow starts with.
+    pub device_slow_downs: AtomicU64,
+    /// The forms `device/code` received.
+    pub device_requests: Mutex<Vec<HashMap<String, String>>>,
 }
 
 pub struct FakeOAuth {
@@ -100,6 +127,11 @@ impl FakeOAuth {
             owners: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
             grants: Mutex::new(HashMap::new()),
+            devices: Mutex::new(HashMap::new()),
+            device_interval: AtomicU64::new(1),
+            device_expires_in: AtomicU64::new(300),
+            device_slow_downs: AtomicU64::new(0),
+            device_requests: Mutex::new(Vec::new()),
         });
         let pair = yandex_token::tls::load_pair(&pki.cert, &pki.key).unwrap();
         let resolver = Arc::new(yandex_token::tls::CertResolver::new(pair, None));
@@ -142,6 +174,23 @@ impl FakeOAuth {
     pub fn token_calls(&self) -> usize {
         self.state.token_calls.load(Ordering::SeqCst)
     }
+
+    /// The user enters `user_code` at the device page and clicks Allow
+    /// (`true`) or Deny.
+    pub fn decide_device(&self, user_code: &str, allow: bool) -> bool {
+        decide_device(&self.state, user_code, allow)
+    }
+}
+
+fn decide_device(state: &FakeState, user_code: &str, allow: bool) -> bool {
+    let mut devices = state.devices.lock().unwrap();
+    match devices.values_mut().find(|grant| grant.user_code == user_code) {
+        Some(grant) => {
+            grant.status = if allow { DeviceStatus::Allowed } else { DeviceStatus::Denied };
+            true
+        }
+        None => false,
+    }
 }
 
 fn json_reply(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
@@ -165,6 +214,9 @@ async fn handle(request: Request<Incoming>, state: &FakeState) -> Response<Full<
             token(request, state).await
         }
         ("GET", "/info") => info(&request, state),
+        ("GET", "/verification_code") => verification_code(request.uri().query().unwrap_or("")),
+        ("POST", "/device/code") => device_code(request, state).await,
+        ("POST", "/device") => device_decide(request, state).await,
         ("POST", "/revoke_token") => revoke(request, state).await,
         _ => oauth_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
@@ -246,6 +298,7 @@ async fn token(request: Request<Incoming>, state: &FakeState) -> Response<Full<B
     }
     match field("grant_type") {
         Some("authorization_code") => {}
+        Some("device_code") => return device_token(field("code").unwrap_or(""), state),
         Some("refresh_token") => {
             let owner = field("refresh_token").and_then(|t| state.refresh_tokens.lock().unwrap().remove(t));
             return match owner {
@@ -273,6 +326,97 @@ async fn token(request: Request<Incoming>, state: &FakeState) -> Response<Full<B
     let login = state.login.lock().unwrap().clone();
     drop(grants);
     issue(state, &login)
+}
+
+/// Yandex's `verification_code` page: shows the code the way Yandex does
+/// (in an element a test can find), or the error.
+fn verification_code(query: &str) -> Response<Full<Bytes>> {
+    let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let body = match (params.get("code"), params.get("error")) {
+        (Some(code), _) => format!("<html><body><p>Your code:</p><b id=\"code\">{code}</b></body></html>"),
+        (None, Some(error)) => format!("<html><body><p id=\"error\">{error}</p></body></html>"),
+        (None, None) => "<html><body>nothing to show</body></html>".to_owned(),
+    };
+    Response::builder()
+        .header("content-type", "text/html; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+/// `POST /device/code`: a device flow for the client (no secret needed).
+async fn device_code(request: Request<Incoming>, state: &FakeState) -> Response<Full<Bytes>> {
+    let body = request.into_body().collect().await.unwrap().to_bytes();
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    state.device_requests.lock().unwrap().push(form.clone());
+    if form.get("client_id") != Some(&state.client_id) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "Client not found");
+    }
+    let device_code = format!("{:032x}", u128::from(rand_u64()) << 64 | u128::from(rand_u64()));
+    let user_code = format!("{:08}", rand_u64() % 100_000_000);
+    state.devices.lock().unwrap().insert(
+        device_code.clone(),
+        DeviceGrant {
+            user_code: user_code.clone(),
+            created: Instant::now(),
+            status: DeviceStatus::Pending,
+            slow_downs: u32::try_from(state.device_slow_downs.load(Ordering::SeqCst)).unwrap(),
+            polls: Vec::new(),
+        },
+    );
+    json_reply(
+        StatusCode::OK,
+        json!({
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_url": "https://ya.ru/device",
+            "interval": state.device_interval.load(Ordering::SeqCst),
+            "expires_in": state.device_expires_in.load(Ordering::SeqCst),
+        }),
+    )
+}
+
+/// `POST /device` with `user_code` and `choice=allow|deny`: the user's click.
+async fn device_decide(request: Request<Incoming>, state: &FakeState) -> Response<Full<Bytes>> {
+    let body = request.into_body().collect().await.unwrap().to_bytes();
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let allow = form.get("choice").map(String::as_str) == Some("allow");
+    if decide_device(state, form.get("user_code").map_or("", String::as_str), allow) {
+        json_reply(StatusCode::OK, json!({}))
+    } else {
+        oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Unknown user code")
+    }
+}
+
+/// `grant_type=device_code`: pending, slow_down, expired, denied or a token.
+fn device_token(device_code: &str, state: &FakeState) -> Response<Full<Bytes>> {
+    let expires_in = Duration::from_secs(state.device_expires_in.load(Ordering::SeqCst));
+    let mut devices = state.devices.lock().unwrap();
+    let Some(grant) = devices.get_mut(device_code) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid code");
+    };
+    grant.polls.push(Instant::now());
+    if grant.created.elapsed() >= expires_in {
+        return oauth_error(StatusCode::BAD_REQUEST, "expired_token", "Code has expired");
+    }
+    if grant.slow_downs > 0 {
+        grant.slow_downs -= 1;
+        return oauth_error(StatusCode::BAD_REQUEST, "slow_down", "Polling too fast");
+    }
+    match grant.status {
+        DeviceStatus::Pending => {
+            oauth_error(StatusCode::BAD_REQUEST, "authorization_pending", "User has not yet authorized")
+        }
+        DeviceStatus::Denied => {
+            oauth_error(StatusCode::BAD_REQUEST, "access_denied", "The user denied access")
+        }
+        DeviceStatus::Allowed => {
+            // Single use: the flow is over once its token is issued.
+            devices.remove(device_code);
+            drop(devices);
+            let login = state.login.lock().unwrap().clone();
+            issue(state, &login)
+        }
+    }
 }
 
 /// A new token pair for `login`, recorded for `/info` and refresh.

@@ -71,9 +71,14 @@ impl World {
     }
 
     pub async fn with(tweak: impl FnOnce(&mut yandex_token::config::Config)) -> World {
+        World::with_flags(&[], tweak).await
+    }
+
+    /// A world whose server gets `extra` command-line flags.
+    pub async fn with_flags(extra: &[&str], tweak: impl FnOnce(&mut yandex_token::config::Config)) -> World {
         let pki = pki::TestPki::new();
         let fake = fake_oauth::FakeOAuth::start(&pki).await;
-        let server = TestServer::start(&pki, &fake, tweak).await;
+        let server = TestServer::start_with_flags(&pki, &fake.url(), &fake.state.secret, extra, tweak).await;
         *fake.state.callback.lock().unwrap() = Some(callback_for(&server));
         World { pki, fake, server }
     }

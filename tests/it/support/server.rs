@@ -11,7 +11,6 @@ use yandex_token::app::App;
 use yandex_token::config::{self, Config, Invocation};
 use yandex_token::server::{self, Listeners};
 
-use super::fake_oauth::FakeOAuth;
 use super::pki::TestPki;
 
 pub struct TestServer {
@@ -56,20 +55,27 @@ pub fn parse_config(args: &[String]) -> Config {
 }
 
 impl TestServer {
-    /// Starts a server using `fake` as its provider; `tweak` may adjust the
-    /// parsed config (limits, secret) before start.
-    pub async fn start(pki: &TestPki, fake: &FakeOAuth, tweak: impl FnOnce(&mut Config)) -> TestServer {
-        Self::start_with(pki, &fake.url(), &fake.state.secret, tweak).await
-    }
-
     pub async fn start_with(
         pki: &TestPki,
         oauth_url: &str,
         secret: &str,
         tweak: impl FnOnce(&mut Config),
     ) -> TestServer {
+        Self::start_with_flags(pki, oauth_url, secret, &[], tweak).await
+    }
+
+    /// As [`TestServer::start_with`], with more command-line flags.
+    pub async fn start_with_flags(
+        pki: &TestPki,
+        oauth_url: &str,
+        secret: &str,
+        extra: &[&str],
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = parse_config(&flags_for(pki, oauth_url, secret, dir.path()));
+        let mut flags = flags_for(pki, oauth_url, secret, dir.path());
+        flags.extend(extra.iter().map(|flag| (*flag).to_owned()));
+        let mut config = parse_config(&flags);
         tweak(&mut config);
         let app = Arc::new(App::from_config(&config).unwrap());
         let https = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

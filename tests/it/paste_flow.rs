@@ -1,0 +1,248 @@
+//! `--flow paste`, for apps "For API access" whose redirect is Yandex's own
+//! `verification_code` page: the page with the link and the form, the
+//! pasted code posted back, and every way a post is refused before the
+//! token endpoint is called. Over HTTP/1.1 and HTTP/2.
+
+use hyper::Method;
+
+use crate::support::World;
+use crate::support::client::{Client, Reply, client_config};
+
+const PASTE: &[&str] = &["--flow", "paste"];
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// The value of the first `attribute="…"` after `marker` in an HTML page,
+/// with the page's escaping undone.
+fn html_attribute(page: &str, marker: &str, attribute: &str) -> String {
+    let from = &page[page.find(marker).unwrap_or_else(|| panic!("{marker} not in {page}"))..];
+    let start = from.find(&format!("{attribute}=\"")).unwrap() + attribute.len() + 2;
+    let value = &from[start..start + from[start..].find('"').unwrap()];
+    value.replace("&amp;", "&").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">")
+}
+
+fn h2_client(world: &World) -> Client {
+    Client::with_config(client_config(&world.pki.ca_der, &[b"h2"], rustls::DEFAULT_VERSIONS))
+}
+
+/// Opens the page and plays the user at Yandex: the authorize URL, then the
+/// code on the `verification_code` page. Returns (state, code).
+async fn page_and_code(world: &World, client: &mut Client) -> (String, String) {
+    let page = client.get(world.server.addr, "/get_token").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let authorize = html_attribute(&page.body, "id=\"authorize\"", "href");
+    let state = html_attribute(&page.body, "name=\"state\"", "value");
+    // Yandex is another site: the browser's HTTP/1.1 client goes there.
+    let mut yandex = world.client();
+    let at_yandex = yandex.get_url(&authorize).await;
+    assert_eq!(at_yandex.status, 302, "{}", at_yandex.body);
+    assert!(at_yandex.location().starts_with(&format!("{}verification_code?", world.fake.url())));
+    let shown = yandex.get_url(at_yandex.location()).await;
+    let code = shown.body.split("<b id=\"code\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert_eq!(code.len(), 16, "Yandex's codes are 16 characters now");
+    (state, code)
+}
+
+fn form(code: &str, state: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", code)
+        .append_pair("state", state)
+        .finish()
+}
+
+#[tokio::test]
+async fn the_page_links_to_yandex_with_verification_code_and_carries_the_form() {
+    let world = World::with_flags(PASTE, |_| {}).await;
+    let mut client = world.client();
+    let page = client.get(world.server.addr, "/get_token").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("form-action 'self'"), "{csp}");
+    assert!(!csp.contains("script-src") && !csp.contains("unsafe"), "{csp}");
+    assert!(page.body.contains("<form method=\"post\" action=\"/get_token\">"), "{}", page.body);
+    assert!(page.body.contains("name=\"code\""), "{}", page.body);
+    assert!(page.body.contains("name=\"viewport\""), "readable on a phone");
+    assert!(page.body.contains("logged in at Yandex"), "says whose account");
+    assert!(!page.body.contains("<script"), "works without JavaScript");
+    let authorize = html_attribute(&page.body, "id=\"authorize\"", "href");
+    assert!(authorize.starts_with(&format!("{}authorize?", world.fake.url())), "{authorize}");
+    assert_eq!(
+        query_param(&authorize, "redirect_uri"),
+        Some(format!("{}verification_code", world.fake.url()))
+    );
+    assert_eq!(query_param(&authorize, "code_challenge_method").as_deref(), Some("S256"));
+    let state = html_attribute(&page.body, "name=\"state\"", "value");
+    assert_eq!(query_param(&authorize, "state"), Some(state));
+    let cookie = page.header("set-cookie").unwrap();
+    assert!(cookie.starts_with("__Host-") && cookie.contains("HttpOnly"), "{cookie}");
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+
+    let json = client
+        .send_with(
+            world.server.addr,
+            Method::GET,
+            "/get_token",
+            &[("accept", "application/json")],
+            String::new(),
+        )
+        .await;
+    assert_eq!(json.status, 200);
+    let answer = json.json();
+    let url = answer["authorize_url"].as_str().unwrap();
+    assert_eq!(query_param(url, "state").as_deref(), answer["state"].as_str());
+}
+
+async fn paste_completes(mut client: Client, world: &World) {
+    let (state, code) = page_and_code(world, &mut client).await;
+    // Pasted as people paste: with spaces and a newline around it.
+    let reply =
+        client.post_form(world.server.addr, "/get_token", &[], form(&format!("  {code}\n"), &state)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let issued = world.fake.state.issued_tokens.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(reply.json()["access_token"], issued.as_str());
+    assert!(reply.header("set-cookie").unwrap().contains("Max-Age=0"), "the spent flow cookie is cleared");
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(world.server.token_file()).unwrap()).unwrap();
+    assert_eq!(stored["access_token"], issued.as_str());
+    assert!(world.server.dir.path().join("tokens/accounts/test-user.json").exists());
+}
+
+#[tokio::test]
+async fn a_pasted_code_gets_a_token_over_http1() {
+    let world = World::with_flags(PASTE, |_| {}).await;
+    paste_completes(world.client(), &world).await;
+}
+
+#[tokio::test]
+async fn a_pasted_code_gets_a_token_over_http2() {
+    let world = World::with_flags(PASTE, |_| {}).await;
+    let client = h2_client(&world);
+    paste_completes(client, &world).await;
+    // The server answered over HTTP/2 indeed.
+    let reply = h2_client(&world).get(world.server.addr, "/healthz").await;
+    assert_eq!(reply.version, hyper::Version::HTTP_2);
+}
+
+#[tokio::test]
+async fn a_browser_posting_from_the_page_itself_is_accepted() {
+    let world = World::with_flags(PASTE, |_| {}).await;
+    let mut client = world.client();
+    let (state, code) = page_and_code(&world, &mut client).await;
+    let origin = format!("https://localhost:{}", world.server.addr.port());
+    let headers = [("sec-fetch-site", "same-origin"), ("origin", origin.as_str())];
+    let reply = client.post_form(world.server.addr, "/get_token", &headers, form(&code, &state)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+/// Every refusal below leaves the token endpoint uncalled.
+async fn refused(world: &World, reply: Reply, status: u16, error: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.json()["error"], error, "{}", reply.body);
+    assert_eq!(world.fake.token_calls(), 0, "the token endpoint was called");
+}
+
+#[tokio::test]
+async fn posts_from_other_sites_are_refused_and_do_not_spend_the_flow() {
+    let world = World::with_flags(PASTE, |_| {}).await;
+    let mut client = world.client();
+    let (state, code) = page_and_code(&world, &mut client).await;
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "http://localhost")],
+    ] {
+        let reply = client.post_form(world.server.addr, "/get_token", &headers, form(&code, &state)).await;
+        refused(&world, reply, 403, "cross_site_request").await;
+    }
+    let reply = client.post_form(world.server.addr, "/get_token", &[], form(&code, &state)).await;
+    assert_eq!(reply.status, 200, "the flow survives refused posts: {}", reply.body);
+}
+
+#[tokio::test]
+async fn bad_states_cookies_and_bodies_never_reach_the_token_endpoint() {
+    let world = World::with_flags(PASTE, |_| {}).await;
+    let mut client = world.client();
+    let (state, code) = page_and_code(&world, &mut client).await;
+    let addr = world.server.addr;
+
+    let reply = client.post_form(addr, "/get_token", &[], form(&code, "not-the-state")).await;
+    refused(&world, reply, 400, "invalid_state").await;
+    let reply = client.post_form(addr, "/get_token", &[], format!("code={code}")).await;
+    refused(&world, reply, 400, "invalid_state").await;
+    // Another browser, without this one's cookie.
+    let mut stranger = world.client();
+    let reply = stranger.post_form(addr, "/get_token", &[], form(&code, &state)).await;
+    refused(&world, reply, 400, "invalid_state").await;
+    let reply = client
+        .send_with(
+            addr,
+            Method::POST,
+            "/get_token",
+            &[("content-type", "application/json")],
+            form(&code, &state),
+        )
+        .await;
+    refused(&world, reply, 415, "unsupported_media_type").await;
+    let reply = client.send_with(addr, Method::POST, "/get_token", &[], form(&code, &state)).await;
+    refused(&world, reply, 415, "unsupported_media_type").await;
+    let huge = format!("{}&pad={}", form(&code, &state), "x".repeat(64 * 1024));
+    let reply = client.post_form(addr, "/get_token", &[], huge).await;
+    refused(&world, reply, 413, "payload_too_large").await;
+    let reply = client.post_form(addr, "/get_token", &[], form("two words", &state)).await;
+    refused(&world, reply, 400, "invalid_request").await;
+    let reply =
+        client.post_form(addr, "/get_token", &[], format!("{}&code=again", form(&code, &state))).await;
+    refused(&world, reply, 400, "invalid_request").await;
+
+    // The flow is still good after all of that; then it is spent.
+    let reply = client.post_form(addr, "/get_token", &[], form(&code, &state)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(world.fake.token_calls(), 1);
+}
+
+async fn refused_after(world: &World, reply: Reply) {
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "invalid_state");
+    assert_eq!(world.fake.token_calls(), 1, "a replay never reaches the token endpoint");
+}
+
+#[tokio::test]
+async fn a_replayed_post_with_the_cookie_is_refused() {
+    let world = World::with_flags(PASTE, |_| {}).await;
+    let mut client = world.client();
+    let (state, code) = page_and_code(&world, &mut client).await;
+    let jar = client.cookies.clone();
+    let reply = client.post_form(world.server.addr, "/get_token", &[], form(&code, &state)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let mut replayer = world.client();
+    replayer.cookies = jar;
+    let reply = replayer.post_form(world.server.addr, "/get_token", &[], form(&code, &state)).await;
+    refused_after(&world, reply).await;
+}
+
+#[tokio::test]
+async fn paste_mode_still_takes_callbacks_and_callback_mode_refuses_posts() {
+    let world =
+        World::with_flags(&["--flow", "paste", "--redirect-uri", "https://localhost:1/get_token"], |_| {})
+            .await;
+    let mut client = world.client();
+    let page = client.get(world.server.addr, "/get_token").await;
+    let authorize = html_attribute(&page.body, "id=\"authorize\"", "href");
+    let at_yandex = client.get_url(&authorize).await;
+    // The fake sends the browser to the given redirect_uri; bring the
+    // callback to our server instead.
+    let query = at_yandex.location().split_once('?').unwrap().1.to_owned();
+    let reply = client.get(world.server.addr, &format!("/get_token?{query}")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let world = World::new().await;
+    let reply = world.client().post_form(world.server.addr, "/get_token", &[], "code=a&state=b".into()).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET"));
+    assert_eq!(world.fake.token_calls(), 0);
+}
