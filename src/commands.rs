@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::app::{self, App};
-use crate::config::{Command, Config, Invocation, help_text};
+use crate::config::{Command, Config, Flow, Invocation, help_text};
 use crate::error::StartupError;
 use crate::oauth::{Endpoint, OAuthClient, OAuthError};
 use crate::secret::Secret;
@@ -223,13 +223,26 @@ fn run_demo(config: &Config) -> Result<(), Failure> {
             None => Secret::new(Arc::from(crate::encoding::random_urlsafe(24))),
         };
         let client_id = config.client_id.clone().unwrap_or_else(|| "demo-app".to_owned());
+        // For the `login` and `device` lines below: the secret in a file of
+        // the demo's own private directory.
+        let secret_file = dir.join("client_secret");
+        crate::token_store::save_atomic(&dir, "client_secret", format!("{}\n", secret.expose()).as_bytes())
+            .map_err(|err| Failure::runtime(StartupError::with(format!("cannot write {}", secret_file.display()), err)))?;
+        // The paste flow's redirect is the stand-in's verification_code page
+        // unless --redirect-uri names another.
+        let redirect_uri = match &config.redirect_uri {
+            Some(uri) if config.flow == Flow::Paste && uri.starts_with(&config.oauth_url) => {
+                Some(format!("{oauth_url}verification_code"))
+            }
+            other => other.clone(),
+        };
         let client_tls = tls::client_config(false, None, std::slice::from_ref(&cert_der)).map_err(Failure::runtime)?;
         let oauth = OAuthClient::new(
             client_id.clone(),
             secret.clone(),
             &oauth_url,
             endpoint,
-            config.redirect_uri.clone(),
+            redirect_uri,
             tls::ClientTls::ready(client_tls),
             app::client_limits(&config.limits),
         )
@@ -241,19 +254,41 @@ fn run_demo(config: &Config) -> Result<(), Failure> {
             oauth,
             Arc::new(CertResolver::new(pair, None)),
             TokenStore::new(dir.clone()),
-            Some(demo::Provider::new(client_id, secret)),
+            Some(demo::Provider::new(client_id.clone(), secret, oauth_url.clone())),
             None,
         )
         .map_err(Failure::runtime)?;
 
         let jar = dir.join("cookies.txt");
+        let curl = match config.flow {
+            Flow::Callback => format!(
+                "curl -sL -c {jar} -b {jar} --cacert {cert} https://localhost:{port}/get_token",
+                jar = jar.display(),
+                cert = cert_file.display()
+            ),
+            Flow::Paste => format!(
+                "curl -s -c {jar} -b {jar} --cacert {cert} -H 'Accept: application/json' https://localhost:{port}/get_token  \
+                 (then open authorize_url, and POST code=…&state=… to the same URL with the same jar)",
+                jar = jar.display(),
+                cert = cert_file.display()
+            ),
+        };
+        // The terminal flows against this stand-in: every flag they need.
+        let against_demo = format!(
+            "--client-id {client_id} --client-secret-file {secret} --oauth-url {oauth_url} --login-url {oauth_url}info \
+             --ca-file {cert} --token-dir {dir}",
+            secret = secret_file.display(),
+            cert = cert_file.display(),
+            dir = dir.display(),
+        );
+        let exe = std::env::current_exe().map_or_else(|_| "yandex-token".to_owned(), |path| path.display().to_string());
         crate::info!(
             "DEMO MODE: a built-in stand-in for Yandex OAuth answers on this server; no real token is issued.\n\
-             \x20 open  https://localhost:{port}/get_token  (accept the self-signed certificate warning)\n\
-             \x20 curl  curl -sL -c {jar} -b {jar} --cacert {cert} https://localhost:{port}/get_token\n\
-             \x20 token {token}  (after you click Allow; also: yandex-token show --token-dir {dir})",
-            jar = jar.display(),
-            cert = cert_file.display(),
+             \x20 open   https://localhost:{port}/get_token  (accept the self-signed certificate warning)\n\
+             \x20 curl   {curl}\n\
+             \x20 login  {exe} login {against_demo}\n\
+             \x20 device {exe} device {against_demo}\n\
+             \x20 token  {token}  (after you click Allow; also: yandex-token show --token-dir {dir})",
             token = dir.join(crate::token_store::TOKEN_FILE).display(),
             dir = dir.display(),
         );

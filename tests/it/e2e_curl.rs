@@ -93,3 +93,120 @@ async fn the_demo_runs_the_whole_flow_for_curl() {
     assert_eq!((code, shown.trim()), (0, token["access_token"].as_str().unwrap()));
     assert!(demo.terminate().success());
 }
+
+/// The command line the demo printed after `label`, split into arguments.
+fn printed_command(stderr: &str, label: &str) -> Vec<String> {
+    let line = stderr.lines().find_map(|line| line.trim_start().strip_prefix(label)).unwrap_or_else(|| {
+        panic!("no {label:?} line in:\n{stderr}");
+    });
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Starts `demo` with `extra` flags: (process, https base URL, token dir, CA).
+fn start_demo(dir: &Path, extra: &[&str]) -> (Running, String, std::path::PathBuf, std::path::PathBuf) {
+    let token_dir = dir.join("demo");
+    let mut args: Vec<String> = vec![
+        "demo".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--token-dir".into(),
+        token_dir.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|flag| (*flag).to_owned()));
+    let (demo, addr) = Running::start(&args);
+    let ca = token_dir.join("demo-cert.pem");
+    (demo, format!("https://localhost:{}", addr.port()), token_dir, ca)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_the_paste_flow_for_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut demo, base, token_dir, ca) = start_demo(dir.path(), &["--flow", "paste"]);
+    let jar = dir.path().join("jar.txt");
+    let curl = async |url: String, extra: &[&str]| {
+        let out = curl_as_a_user(&jar, &ca, &url, extra).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let page = curl(format!("{base}/get_token"), &[]).await;
+    let attribute = |page: &str, marker: &str, name: &str| {
+        let from = &page[page.find(marker).unwrap_or_else(|| panic!("{marker} in {page}"))..];
+        from.split(&format!("{name}=\"")).nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&")
+    };
+    let authorize = attribute(&page, "id=\"authorize\"", "href");
+    let state = attribute(&page, "name=\"state\"", "value");
+    let consent = curl(authorize, &[]).await;
+    assert!(consent.contains("DEMO"), "{consent}");
+    // Allow leads (-L) to the stand-in's verification_code page.
+    let shown = curl(format!("{base}{}", attribute(&consent, "id=\"allow\"", "href")), &[]).await;
+    let code = shown.split("<b id=\"code\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert_eq!(code.len(), 16, "{shown}");
+    let body = curl(
+        format!("{base}/get_token"),
+        &["--data-urlencode", &format!("code={code}"), "--data-urlencode", &format!("state={state}")],
+    )
+    .await;
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}"));
+    let (status, shown, _) = run(&["show", "--token-dir", token_dir.to_str().unwrap()]);
+    assert_eq!((status, shown.trim()), (0, token["access_token"].as_str().unwrap()));
+    assert!(demo.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demos_login_and_device_lines_work_against_it() {
+    use std::io::Write;
+
+    use crate::support::process::{finished, line};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut demo, base, token_dir, ca) = start_demo(dir.path(), &[]);
+    let spawn = |label: &str| {
+        let command = printed_command(&demo.stderr(), label);
+        let mut child = Command::new(&command[0])
+            .args(&command[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        (child, stdout)
+    };
+    let jar = dir.path().join("jar.txt");
+
+    // login: the URL on stdout; Allow in the "browser"; the code on stdin.
+    let (mut child, stdout) = spawn("login ");
+    let (url, stdout) = line(stdout).await;
+    let consent = String::from_utf8(curl_as_a_user(&jar, &ca, &url, &[]).await.stdout).unwrap();
+    let allow = consent
+        .split("id=\"allow\" href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let shown =
+        String::from_utf8(curl_as_a_user(&jar, &ca, &format!("{base}{allow}"), &[]).await.stdout).unwrap();
+    let code = shown.split("<b id=\"code\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    child.stdin.take().unwrap().write_all(format!("{code}\n").as_bytes()).unwrap();
+    let (status, summary, stderr) = finished(child, stdout).await;
+    assert_eq!(status, 0, "{stderr}");
+    assert!(summary.contains("demo-user"), "{summary}");
+
+    // device: the code on stdout; entered and allowed at the device page.
+    let (child, stdout) = spawn("device ");
+    let (open, stdout) = line(stdout).await;
+    let (user_code, stdout) = line(stdout).await;
+    let page = open.strip_prefix("open: ").unwrap().to_owned();
+    assert_eq!(page, format!("{base}/demo/oauth/device"));
+    let user_code = user_code.strip_prefix("code: ").unwrap().to_owned();
+    let form = format!("user_code={user_code}&choice=allow");
+    let answer = curl_as_a_user(&jar, &ca, &page, &["--data", &form]).await;
+    assert!(String::from_utf8_lossy(&answer.stdout).contains("Allowed"));
+    let (status, summary, stderr) = finished(child, stdout).await;
+    assert_eq!(status, 0, "{stderr}");
+    assert!(summary.contains("demo-user"), "{summary}");
+    assert!(token_dir.join("accounts/demo-user.json").exists());
+    assert!(demo.terminate().success());
+}

@@ -3,7 +3,7 @@
 //! server of ours running: every outcome, what is stored, and the exit
 //! status a script sees.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::support::fake_oauth::FakeOAuth;
 use crate::support::pki::TestPki;
-use crate::support::process::BIN;
+use crate::support::process::{BIN, finished, line};
 use crate::support::server::flags_for;
 
 struct Setup {
@@ -46,34 +46,6 @@ impl Setup {
     fn tokens(&self) -> std::path::PathBuf {
         self.dir.path().join("tokens")
     }
-}
-
-/// Reads one line of the child's stdout, off the async runtime.
-async fn line(stdout: BufReader<ChildStdout>) -> (String, BufReader<ChildStdout>) {
-    tokio::task::spawn_blocking(move || {
-        let mut stdout = stdout;
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        (line.trim_end().to_owned(), stdout)
-    })
-    .await
-    .unwrap()
-}
-
-/// Waits for the child to exit: (status, rest of stdout, stderr).
-async fn finished(child: Child, mut stdout: BufReader<ChildStdout>) -> (i32, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let mut child = child;
-        // End of stdin, as a terminal's Ctrl-D or a closed pipe gives.
-        drop(child.stdin.take());
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-        (child.wait().unwrap().code().unwrap_or(-1), rest, stderr)
-    })
-    .await
-    .unwrap()
 }
 
 fn query_param(url: &str, name: &str) -> Option<String> {

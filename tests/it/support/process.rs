@@ -15,6 +15,8 @@ pub struct Running {
     pub child: Child,
     pub stderr: Arc<Mutex<String>>,
     lines: mpsc::Receiver<String>,
+    /// Collects stderr until the child closes it.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -43,13 +45,13 @@ impl Running {
         let (tx, lines) = mpsc::channel();
         let reader = BufReader::new(child.stderr.take().unwrap());
         let collected = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in reader.lines().map_while(Result::ok) {
                 collected.lock().unwrap().push_str(&format!("{line}\n"));
                 tx.send(line).ok();
             }
         });
-        Running { child, stderr, lines }
+        Running { child, stderr, lines, reader: Some(reader) }
     }
 
     /// Waits for a stderr line containing `needle`; returns what follows it.
@@ -73,7 +75,12 @@ impl Running {
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         self.signal("TERM");
-        self.child.wait().unwrap()
+        let status = self.child.wait().unwrap();
+        // Every line the child wrote is in `stderr` once this returns.
+        if let Some(reader) = self.reader.take() {
+            reader.join().ok();
+        }
+        status
     }
 
     /// Sends a signal by name (`HUP`, `TERM`, ...).
@@ -116,4 +123,37 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Reads one line of the child's stdout, off the async runtime.
+pub async fn line(
+    stdout: BufReader<std::process::ChildStdout>,
+) -> (String, BufReader<std::process::ChildStdout>) {
+    tokio::task::spawn_blocking(move || {
+        let mut stdout = stdout;
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        (line.trim_end().to_owned(), stdout)
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits for the child to exit: (status, rest of stdout, stderr).
+pub async fn finished(
+    child: Child,
+    mut stdout: BufReader<std::process::ChildStdout>,
+) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        // End of stdin, as a terminal's Ctrl-D or a closed pipe gives.
+        drop(child.stdin.take());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        (child.wait().unwrap().code().unwrap_or(-1), rest, stderr)
+    })
+    .await
+    .unwrap()
 }
