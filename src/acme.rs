@@ -538,9 +538,9 @@ fn other(err: OAuthError) -> instant_acme::Error {
     let text = match err {
         OAuthError::Timeout(phase) => format!("the ACME server did not answer in time ({phase})"),
         OAuthError::Unreachable(why) => format!("the ACME server is unreachable: {why}"),
-        OAuthError::BadResponse(why) | OAuthError::Rejected { error: why, .. } => {
-            format!("the ACME server answered badly: {why}")
-        }
+        OAuthError::BadResponse(why)
+        | OAuthError::Rejected { error: why, .. }
+        | OAuthError::CredentialsRefused { error: why } => format!("the ACME server answered badly: {why}"),
     };
     instant_acme::Error::Other(text.into())
 }

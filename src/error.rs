@@ -48,6 +48,8 @@ pub enum AppError {
     UnsupportedMediaType(&'static str),
     /// A request body over the cap, in bytes.
     PayloadTooLarge(usize),
+    /// A request body that did not arrive in time.
+    RequestTimeout,
     /// No route for this path.
     NotFound,
     /// The path exists but not for this method; the value is `Allow`.
@@ -68,6 +70,7 @@ impl AppError {
             AppError::CrossSite => StatusCode::FORBIDDEN,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -110,6 +113,9 @@ impl AppError {
             AppError::PayloadTooLarge(max) => {
                 ("payload_too_large", format!("the body is larger than {max} bytes"))
             }
+            AppError::RequestTimeout => {
+                ("request_timeout", "the request body did not arrive in time".to_owned())
+            }
             AppError::NotFound => ("not_found", "no such path".to_owned()),
             AppError::MethodNotAllowed(allow) => ("method_not_allowed", format!("this path allows {allow}")),
         };
@@ -129,6 +135,7 @@ impl AppError {
             AppError::CrossSite => "cross_site",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::PayloadTooLarge(_) => "payload_too_large",
+            AppError::RequestTimeout => "request_timeout",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed(_) => "method_not_allowed",
         }

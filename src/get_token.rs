@@ -38,6 +38,10 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
     let [code, state, error, error_description] =
         pick_params(query, ["code", "state", "error", "error_description"])
             .map_err(|err| AppError::BadRequest(format!("bad query string: {err}")))?;
+    // HEAD with a code or a state would finish or spend a flow: only GET may.
+    if request.method() == hyper::Method::HEAD && (code.is_some() || state.is_some()) {
+        return Err(AppError::MethodNotAllowed(if app.flow == Flow::Paste { "GET, POST" } else { "GET" }));
+    }
     if let Some(state) = &state {
         if state.len() > MAX_STATE {
             return Err(AppError::BadState("state is longer than 1024 characters"));
@@ -145,6 +149,27 @@ fn paste_page(app: &App, request: &Request<Incoming>) -> Response<Body> {
 /// another site or is not a small form; then handled exactly as a callback.
 pub async fn submit(request: Request<Incoming>, app: &App) -> Result<Response<Body>, AppError> {
     let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_FORM as u64) {
+        return Err(AppError::PayloadTooLarge(MAX_FORM));
+    }
+    // The body is read before any answer, so every answer reaches an
+    // HTTP/2 client that is still sending; its time is the header's.
+    let form = tokio::time::timeout(app.limits.header_read_timeout, Limited::new(body, MAX_FORM).collect())
+        .await
+        .map_err(|_| AppError::RequestTimeout)?
+        .map_err(|err| {
+            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                AppError::PayloadTooLarge(MAX_FORM)
+            } else {
+                AppError::BadRequest("the form body could not be read".into())
+            }
+        })?
+        .to_bytes();
     check_same_origin(&parts.headers, parts.uri.authority().map(hyper::http::uri::Authority::as_str))?;
     let media_type = parts
         .headers
@@ -154,22 +179,6 @@ pub async fn submit(request: Request<Incoming>, app: &App) -> Result<Response<Bo
     if media_type.as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(AppError::UnsupportedMediaType("application/x-www-form-urlencoded"));
     }
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_FORM as u64) {
-        return Err(AppError::PayloadTooLarge(MAX_FORM));
-    }
-    let form = Limited::new(body, MAX_FORM).collect().await.map_err(|err| {
-        if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            AppError::PayloadTooLarge(MAX_FORM)
-        } else {
-            AppError::BadRequest("the form body could not be read".into())
-        }
-    })?;
-    let form = form.to_bytes();
     let form =
         std::str::from_utf8(&form).map_err(|_| AppError::BadRequest("the form body is not UTF-8".into()))?;
     let [code, state] = pick_params(form, ["code", "state"])

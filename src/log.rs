@@ -69,13 +69,13 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     write_out(&mut pending);
 }
 
-/// Adds an access-log line to the batch (see the module doc): `text`
-/// appends it, without the newline. The per-request line is built from its
+/// Adds an access-log line at `level` to the batch (see the module doc):
+/// `text` appends it, without the newline. The per-request line is built from its
 /// pieces; through `fmt` it cost three times as many instructions.
-pub fn access(text: impl FnOnce(&mut Vec<u8>)) {
+pub fn access(level: Level, text: impl FnOnce(&mut Vec<u8>)) {
     let mut pending = lock_pending();
     let first = pending.is_empty();
-    push_line(&mut pending, Level::Info, text);
+    push_line(&mut pending, level, text);
     if pending.len() >= BATCH_BYTES {
         write_out(&mut pending);
     } else if first {

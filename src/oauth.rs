@@ -149,6 +149,13 @@ pub enum OAuthError {
         /// The provider's `error_description`, when given.
         description: Option<String>,
     },
+    /// The provider refused our app's credentials (`invalid_client`,
+    /// `unauthorized_client`): the server's configuration is wrong, or the
+    /// app is blocked. Not the user's fault.
+    CredentialsRefused {
+        /// The provider's `error` code.
+        error: String,
+    },
     /// A phase did not finish in time.
     Timeout(&'static str),
     /// No answer: DNS, TCP, TLS or HTTP failed.
@@ -163,7 +170,9 @@ impl OAuthError {
         match self {
             OAuthError::Rejected { .. } => StatusCode::BAD_REQUEST,
             OAuthError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            OAuthError::Unreachable(_) | OAuthError::BadResponse(_) => StatusCode::BAD_GATEWAY,
+            OAuthError::CredentialsRefused { .. }
+            | OAuthError::Unreachable(_)
+            | OAuthError::BadResponse(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -173,6 +182,13 @@ impl OAuthError {
             OAuthError::Rejected { error, description } => {
                 json!({ "error": error, "error_description": description.as_deref().unwrap_or("") })
             }
+            OAuthError::CredentialsRefused { error } => json!({
+                "error": "server_credentials_refused",
+                "error_description": format!(
+                    "Yandex refused this server's app credentials ({error}); the operator must fix the client id \
+                     or secret. Your code was not used up by you: try again later"
+                ),
+            }),
             OAuthError::Timeout(phase) => json!({
                 "error": "upstream_timeout",
                 "error_description": format!("the token endpoint did not answer in time ({phase})"),
@@ -192,6 +208,7 @@ impl OAuthError {
     pub fn kind(&self) -> &'static str {
         match self {
             OAuthError::Rejected { .. } => "upstream_rejected",
+            OAuthError::CredentialsRefused { .. } => "credentials_refused",
             OAuthError::Timeout(_) => "upstream_timeout",
             OAuthError::Unreachable(_) => "upstream_unreachable",
             OAuthError::BadResponse(_) => "upstream_bad_response",
@@ -203,6 +220,11 @@ impl fmt::Display for OAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OAuthError::Rejected { error, .. } => write!(f, "Yandex OAuth refused: {error}"),
+            OAuthError::CredentialsRefused { error } => write!(
+                f,
+                "Yandex OAuth refused the app's credentials ({error}): check --client-id \
+                 (YANDEX_TOKEN_CLIENT_ID) and the client secret file, and that the app is not blocked"
+            ),
             OAuthError::Timeout(phase) => write!(f, "Yandex OAuth timed out ({phase})"),
             OAuthError::Unreachable(why) => write!(f, "Yandex OAuth is unreachable: {why}"),
             OAuthError::BadResponse(why) => write!(f, "Yandex OAuth answered badly: {why}"),
@@ -564,10 +586,17 @@ impl DeviceCode {
 
 /// Sorts an answer into a token, the provider's OAuth error, or junk.
 fn classify(status: StatusCode, body: &[u8]) -> Result<Token, OAuthError> {
-    classify_json(status, body).and_then(|json| {
-        Token::from_json(json)
-            .ok_or_else(|| OAuthError::BadResponse("JSON without an access_token".to_owned()))
-    })
+    let json = classify_json(status, body)?;
+    // RFC 6750: the token is sent as `Authorization: Bearer`; a token of
+    // another type would be unusable with the Direct API.
+    let bearer = json
+        .get("token_type")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| kind.eq_ignore_ascii_case("bearer"));
+    if !bearer {
+        return Err(OAuthError::BadResponse("the token_type is not bearer".to_owned()));
+    }
+    Token::from_json(json).ok_or_else(|| OAuthError::BadResponse("JSON without an access_token".to_owned()))
 }
 
 /// Sorts an answer into a 2xx JSON value, the provider's OAuth error, or junk.
@@ -585,6 +614,9 @@ fn classify_json(status: StatusCode, body: &[u8]) -> Result<Value, OAuthError> {
         return Ok(json);
     }
     match json.get("error").and_then(Value::as_str) {
+        Some(error @ ("invalid_client" | "unauthorized_client")) => {
+            Err(OAuthError::CredentialsRefused { error: error.to_owned() })
+        }
         Some(error) if status.is_client_error() => Err(OAuthError::Rejected {
             error: truncate(error, 128),
             description: json.get("error_description").and_then(Value::as_str).map(|d| truncate(d, 512)),
@@ -696,9 +728,19 @@ mod tests {
         );
         assert_eq!(classify(StatusCode::OK, b"<html>").unwrap_err().status(), StatusCode::BAD_GATEWAY);
         assert_eq!(
-            classify(StatusCode::OK, br#"{"access_token":""}"#).unwrap_err().status(),
+            classify(StatusCode::OK, br#"{"access_token":"","token_type":"bearer"}"#).unwrap_err().status(),
             StatusCode::BAD_GATEWAY
         );
+        assert!(classify(StatusCode::OK, br#"{"access_token":"t","token_type":"Bearer"}"#).is_ok());
+        for odd in [br#"{"access_token":"t","token_type":"mac"}"#.as_slice(), br#"{"access_token":"t"}"#] {
+            assert_eq!(classify(StatusCode::OK, odd).unwrap_err().status(), StatusCode::BAD_GATEWAY);
+        }
+        for error in ["invalid_client", "unauthorized_client"] {
+            let body = format!(r#"{{"error":"{error}","error_description":"Client not found"}}"#);
+            let refused = classify(StatusCode::UNAUTHORIZED, body.as_bytes()).unwrap_err();
+            assert!(matches!(refused, OAuthError::CredentialsRefused { .. }), "{refused:?}");
+            assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+        }
         assert_eq!(
             classify(StatusCode::NOT_FOUND, b"not json").unwrap_err().status(),
             StatusCode::BAD_GATEWAY

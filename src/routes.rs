@@ -48,8 +48,13 @@ pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
     response
 }
 
+/// A body a request may carry where none is read, drained before the
+/// answer so the answer reaches an HTTP/2 client that is still sending
+/// (curl reports a stream reset otherwise; nginx drains likewise).
+const DRAIN_CAP: usize = 64 * 1024;
+
 /// Answers one request on the TLS listener and logs it.
-pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
+pub async fn route(mut request: Request<Incoming>, app: &App) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     // For the log line: hyper's URI shares the request's bytes, so this
@@ -60,16 +65,22 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
     let hostless = request.version() == hyper::Version::HTTP_11
         && !request.headers().contains_key(header::HOST)
         && request.uri().authority().is_none();
-    let result = match (request.method(), request.uri().path()) {
+    let paste = app.flow == Flow::Paste;
+    let reads_body = (paste && method == Method::POST && uri.path() == "/get_token")
+        || (app.demo.is_some() && uri.path().starts_with(demo::PREFIX));
+    if !reads_body {
+        drain(&mut request, app.limits.header_read_timeout).await;
+    }
+    let result = match (&method, uri.path()) {
         _ if hostless => Err(AppError::BadRequest("HTTP/1.1 requires a Host header".into())),
         _ if app.certs.pending() => Err(AppError::CertificatePending),
-        (&Method::GET, "/get_token") => get_token::handle(&request, app).await,
-        (&Method::POST, "/get_token") if app.flow == Flow::Paste => get_token::submit(request, app).await,
-        (_, "/get_token") if app.flow == Flow::Paste => Err(AppError::MethodNotAllowed("GET, POST")),
-        (_, "/get_token") => Err(AppError::MethodNotAllowed("GET")),
+        (&Method::GET | &Method::HEAD, "/get_token") => get_token::handle(&request, app).await,
+        (&Method::POST, "/get_token") if paste => get_token::submit(request, app).await,
+        (_, "/get_token") if paste => Err(AppError::MethodNotAllowed("GET, HEAD, POST")),
+        (_, "/get_token") => Err(AppError::MethodNotAllowed("GET, HEAD")),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(text_response(StatusCode::OK, "ok\n")),
         (_, "/healthz") => Err(AppError::MethodNotAllowed("GET, HEAD")),
-        (&Method::GET, "/metrics") if app.metrics_enabled => {
+        (&Method::GET | &Method::HEAD, "/metrics") if app.metrics_enabled => {
             let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -77,6 +88,7 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
             );
             Ok(response)
         }
+        (_, "/metrics") if app.metrics_enabled => Err(AppError::MethodNotAllowed("GET, HEAD")),
         (_, path) if path.starts_with(demo::PREFIX) => match &app.demo {
             // Boxed for the same reason as the exchange (get_token::handle).
             Some(provider) => Box::pin(provider.handle(request)).await,
@@ -116,6 +128,41 @@ pub async fn route(request: Request<Incoming>, app: &App) -> Response<Body> {
             .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
     }
     log_access(&method, uri.path(), response.status(), started, error);
+    without_body_for_head(&method, response)
+}
+
+/// Reads and drops what a request sends where no body is read, up to
+/// [`DRAIN_CAP`] and `limit`; past either, hyper resets the stream as before.
+async fn drain(request: &mut Request<Incoming>, limit: std::time::Duration) {
+    use http_body_util::BodyExt;
+    let body = request.body_mut();
+    if hyper::body::Body::is_end_stream(body) {
+        return;
+    }
+    let drained = async {
+        let mut seen = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > DRAIN_CAP {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(limit, drained).await.ok();
+}
+
+/// RFC 9110 §9.3.2: HEAD gets GET's status and header fields, no content.
+/// The one place every response leaves: hyper drops a HEAD body over
+/// HTTP/1.1 but sends it over HTTP/2, where clients reset the stream.
+pub fn without_body_for_head(method: &Method, mut response: Response<Body>) -> Response<Body> {
+    if method != Method::HEAD {
+        return response;
+    }
+    let length = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
+    if length > 0 {
+        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    *response.body_mut() = Body::default();
     response
 }
 
@@ -132,7 +179,15 @@ pub fn log_access(
     // The path is peer-controlled: cap it so one request cannot write a
     // huge line. hyper has already refused control characters.
     let path = path.char_indices().nth(200).map_or(path, |(end, _)| &path[..end]);
-    crate::log::access(|out| {
+    // `journalctl -p warning` shows every failure and nothing routine:
+    // our own or upstream failures (5xx) are errors, a token refused by
+    // the allow-list a warning; a client's mistakes (4xx) are routine.
+    let level = match (status.as_u16(), &error) {
+        (500.., _) => crate::log::Level::Error,
+        (_, Some(("login_not_allowed", _))) => crate::log::Level::Warn,
+        _ => crate::log::Level::Info,
+    };
+    crate::log::access(level, |out| {
         for part in ["method=", method.as_str(), " path=", path, " status=", status.as_str(), " ms="] {
             out.extend_from_slice(part.as_bytes());
         }

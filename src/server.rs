@@ -387,7 +387,7 @@ fn redirect_to_https(
         None => AppError::BadRequest("missing or invalid Host header".into()).into_response(),
     };
     routes::log_access(request.method(), request.uri().path(), response.status(), started, None);
-    response
+    routes::without_body_for_head(request.method(), response)
 }
 
 /// An http-01 validator's fetch (RFC 8555 §8.3): the key authorization
@@ -407,7 +407,7 @@ fn answer_http01(request: &Request<Incoming>, token: &str, app: &App) -> Respons
     };
     // The path holds the token: log the prefix only.
     routes::log_access(request.method(), HTTP01_PREFIX, response.status(), started, None);
-    response
+    routes::without_body_for_head(request.method(), response)
 }
 
 /// `example.com:80` → `example.com`, `[::1]:80` → `[::1]`; refuses anything

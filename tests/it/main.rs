@@ -18,3 +18,4 @@ mod systemd_units;
 mod terminal_flows;
 mod token_durability;
 mod upstream_failures;
+mod wire;

@@ -243,6 +243,6 @@ async fn paste_mode_still_takes_callbacks_and_callback_mode_refuses_posts() {
     let world = World::new().await;
     let reply = world.client().post_form(world.server.addr, "/get_token", &[], "code=a&state=b".into()).await;
     assert_eq!(reply.status, 405);
-    assert_eq!(reply.header("allow"), Some("GET"));
+    assert_eq!(reply.header("allow"), Some("GET, HEAD"));
     assert_eq!(world.fake.token_calls(), 0);
 }

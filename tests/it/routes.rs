@@ -59,9 +59,10 @@ async fn other_methods_are_405_with_allow() {
     let world = World::new().await;
     let mut client = world.client();
     for (method, path, allow) in [
-        (Method::POST, "/get_token", "GET"),
-        (Method::DELETE, "/get_token", "GET"),
-        (Method::HEAD, "/get_token", "GET"),
+        (Method::POST, "/get_token", "GET, HEAD"),
+        (Method::DELETE, "/get_token", "GET, HEAD"),
+        // HEAD with a state would spend it: GET only.
+        (Method::HEAD, "/get_token?code=a&state=b", "GET"),
         (Method::POST, "/healthz", "GET, HEAD"),
         (Method::from_bytes(b"BREW").unwrap(), "/healthz", "GET, HEAD"),
     ] {

@@ -61,13 +61,15 @@ async fn an_expired_code_is_the_providers_400() {
 }
 
 #[tokio::test]
-async fn wrong_client_credentials_are_the_providers_error() {
+async fn wrong_client_credentials_are_the_servers_fault_not_the_users() {
     let world = World::new().await;
     world.server.app.oauth.set_secret(yandex_token::secret::Secret::new("not-the-secret".into()));
     let mut client = world.client();
     let reply = complete_flow(&mut client, &world.server).await;
-    assert_eq!(reply.status, 400, "{}", reply.body);
-    assert_eq!(reply.json()["error"], "invalid_client");
+    // invalid_client: our configuration is wrong, so it is a 502, not a 400.
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "server_credentials_refused");
+    assert!(!reply.body.contains("not-the-secret"));
 }
 
 #[tokio::test]
@@ -120,7 +122,7 @@ async fn reload_rereads_the_client_secret() {
     let mut client = world.client();
     assert!(world.server.app.reload().is_empty());
     let reply = complete_flow(&mut client, &world.server).await;
-    assert_eq!(reply.json()["error"], "invalid_client", "the new secret is in use");
+    assert_eq!(reply.json()["error"], "server_credentials_refused", "the new secret is in use");
     std::fs::write(&secret_file, format!("{fake_secret}\n")).unwrap();
     assert!(world.server.app.reload().is_empty());
     assert_eq!(complete_flow(&mut client, &world.server).await.status, 200);
