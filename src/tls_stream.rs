@@ -43,6 +43,9 @@ pub struct TlsStream<S> {
     outgoing_sent: usize,
     /// The peer sent close_notify, or closed its end of the socket.
     read_closed: bool,
+    /// The socket ended without the peer's close_notify (perhaps in the
+    /// middle of a record): a truncation, reported as `UnexpectedEof`.
+    truncated: bool,
     /// Our close_notify is queued.
     write_closed: bool,
     /// rustls reported an error: it must not be called again (it would
@@ -72,6 +75,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             outgoing: Vec::new(),
             outgoing_sent: 0,
             read_closed: false,
+            truncated: false,
             write_closed: false,
             failed: false,
         };
@@ -146,21 +150,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         let mut read = ReadBuf::uninit(&mut stack[..MAX_RECORD.min(MAX_INCOMING - held)]);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
         if read.filled().is_empty() {
+            // The socket's end without close_notify first (RFC 8446 §6.1):
+            // what came may be cut short, as tokio-rustls reports too.
+            self.truncated = !self.read_closed;
             self.read_closed = true;
             return Poll::Ready(Ok(()));
         }
+        let queued = self.outgoing.len();
+        let established = !self.conn.is_handshaking();
         let outcome = if held == 0 {
             // The usual case: whole records arrive, are decrypted where they
             // were read, and nothing is kept.
             let input = read.filled_mut();
-            self.process(input, reader, None).map(|(consumed, _)| self.incoming = input[consumed..].to_vec())
+            self.process(input, reader, None).map(|(consumed, _)| {
+                if consumed < input.len() {
+                    self.incoming = input[consumed..].to_vec();
+                }
+            })
         } else {
             // The rest of a record (or handshake message) begun earlier.
             self.incoming.extend_from_slice(read.filled());
             self.process_incoming(reader, None).map(drop)
         };
-        if outcome.is_err() {
-            // Best effort: the alert goes out if the socket takes it now.
+        // (Not the session ticket that ends the handshake: it waits for the
+        // first response.)
+        if outcome.is_err() || (established && self.outgoing.len() > queued) {
+            // What rustls produced while reading (an alert, a key update
+            // reply) goes out now, as far as the socket takes it; the rest
+            // with the next write or flush.
             let _ = self.poll_send(cx);
         }
         Poll::Ready(outcome)
@@ -175,8 +192,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         let mut input = mem::take(&mut self.incoming);
         let outcome = self.process(&mut input, reader, send);
         let consumed = outcome.as_ref().map_or(0, |(consumed, _)| *consumed);
-        // In exactly as much memory: nothing at all between records.
-        self.incoming = input[consumed..].to_vec();
+        // Only consumed bytes are moved out, never the partial record
+        // again: a record arriving a byte at a time costs linear work, not
+        // quadratic. Nothing at all is held between records.
+        if consumed == input.len() {
+            input = Vec::new();
+        } else if consumed > 0 {
+            input.drain(..consumed);
+        }
+        self.incoming = input;
         outcome.map(|(_, sent)| sent)
     }
 
@@ -312,11 +336,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        // What rustls owes the peer (the session ticket, a key update)
-        // waits for the next write or flush: one segment instead of two.
+        // The session ticket queued at the handshake's end waits for the
+        // first write or flush: one segment instead of two.
         let this = self.get_mut();
         loop {
-            if this.take_plaintext(buf) || this.read_closed {
+            if this.take_plaintext(buf) {
+                return Poll::Ready(Ok(()));
+            }
+            if this.truncated {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection without close_notify",
+                )));
+            }
+            if this.read_closed {
                 return Poll::Ready(Ok(()));
             }
             let before = buf.filled().len();
@@ -611,6 +644,27 @@ mod tests {
         let mut rest = Vec::new();
         assert_eq!(server.read_to_end(&mut rest).await.unwrap(), 0);
         assert!(server.write_all(b"more").await.is_err(), "no writes after close_notify");
+    }
+
+    #[tokio::test]
+    async fn a_close_without_close_notify_is_a_truncation() {
+        let (mut server, mut client) = connect(64 * 1024, &[&rustls::version::TLS13]).await;
+        exchange(&mut server, &mut client, 10).await;
+        // The TCP end, with no close_notify before it.
+        client.get_mut().0.shutdown().await.unwrap();
+        let err = server.read(&mut [0; 64]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_close_in_the_middle_of_a_record_is_a_truncation() {
+        let (mut server, mut client) = connect(64 * 1024, &[&rustls::version::TLS13]).await;
+        exchange(&mut server, &mut client, 10).await;
+        let raw = client.get_mut().0;
+        raw.write_all(&[0x17, 0x03, 0x03, 0x01, 0x00, 1, 2, 3]).await.unwrap();
+        raw.shutdown().await.unwrap();
+        let err = server.read(&mut [0; 64]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
     }
 
     #[tokio::test]
