@@ -25,7 +25,11 @@ struct OneByteAtATime {
 }
 
 impl AsyncRead for OneByteAtATime {
-    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if let Some(&byte) = self.bytes.get(self.at) {
             buf.put_slice(&[byte]);
             self.at += 1;

@@ -102,6 +102,7 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Failure> {
 /// `serve`: load everything, take systemd's sockets or bind our own, serve
 /// until SIGTERM/SIGINT.
 fn serve(config: &Config) -> Result<(), Failure> {
+    crate::log_bridge::install();
     // Before any thread exists: this clears the LISTEN_* variables.
     let activated = systemd::take_listeners(config.activation.as_ref()).map_err(Failure::config)?;
     match systemd::raise_open_files_limit() {

@@ -18,6 +18,7 @@ pub mod encoding;
 pub mod error;
 pub mod get_token;
 pub mod log;
+pub mod log_bridge;
 pub mod metrics;
 pub mod oauth;
 pub mod obtain;

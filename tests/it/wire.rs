@@ -229,3 +229,36 @@ async fn failures_are_warnings_or_errors_in_the_journal_and_routine_is_info() {
         assert!(line.starts_with('<'), "a line without a priority: {line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2s_own_warnings_reach_the_journal_at_warning_priority() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (mut server, port, pki, _fake, _dir) = binary(&[], &[("JOURNAL_STREAM", "8:12345")]).await;
+    let config = client_config(&pki.ca_der, &[b"h2"], rustls::DEFAULT_VERSIONS);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut tls = crate::support::client::tls_connect(addr, "localhost", config).await;
+    let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frames.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS
+    // A PING acknowledgement for a PING the server never sent: h2 warns.
+    frames.extend_from_slice(&[0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    tls.write_all(&frames).await.unwrap();
+    tls.flush().await.unwrap();
+    // Frames until the server acknowledges our SETTINGS: it has read what
+    // we sent. Then a request, whose answer comes after the PING was seen.
+    loop {
+        let mut head = [0u8; 9];
+        tls.read_exact(&mut head).await.unwrap();
+        let length = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0; length];
+        tls.read_exact(&mut payload).await.unwrap();
+        if head[3] == 4 && head[4] & 1 == 1 {
+            break;
+        }
+    }
+    drop(tls);
+    assert!(server.terminate().success());
+    let stderr = server.stderr();
+    let line = stderr.lines().find(|line| line.contains("PING ack")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.starts_with("<4>") && line.contains("h2"), "{line}");
+}
