@@ -50,8 +50,8 @@ pub struct App {
     pub allow_logins: Vec<String>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
-    /// Whether `/metrics` is served.
-    pub metrics_enabled: bool,
+    /// Bounds the token exchanges strangers can make us do.
+    pub exchanges: crate::exchanges::ExchangeLimits,
 }
 
 impl App {
@@ -94,6 +94,8 @@ impl App {
         secret_file: Option<PathBuf>,
     ) -> Result<App, StartupError> {
         let limits = config.limits.clone();
+        let exchanges =
+            crate::exchanges::ExchangeLimits::new(limits.max_exchanges, limits.exchanges_per_minute);
         // The demo runs on localhost: HSTS there would stick to every other
         // local development server in the user's browser, so it is cleared.
         let hsts = if demo.is_some() { "max-age=0" } else { "max-age=31536000" };
@@ -112,7 +114,7 @@ impl App {
             notify: Notifier::new(config.notify_socket.clone()),
             allow_logins: config.allow_logins.clone(),
             metrics: Metrics::default(),
-            metrics_enabled: config.metrics,
+            exchanges,
         })
         .inspect(App::note_certificate_expiry)
     }

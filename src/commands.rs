@@ -55,6 +55,19 @@ pub fn run(invocation: Invocation) -> ExitCode {
         Invocation::Run(config) => config,
     };
     crate::log::init(config.journal);
+    // Without an allow-list, anyone who reaches /get_token could replace
+    // token.json with their own account's token: only on purpose.
+    if matches!(config.command, Command::Serve | Command::Check)
+        && config.allow_logins.is_empty()
+        && !config.allow_any_login
+    {
+        crate::error!(
+            "no --allow-login: anyone who can open /get_token could store a token of their own Yandex account \
+             here. Name the accounts whose tokens to keep with --allow-login LOGIN (YANDEX_TOKEN_ALLOW_LOGINS), \
+             or pass --allow-any-login (YANDEX_TOKEN_ALLOW_ANY_LOGIN=1) to keep any account's token on purpose"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let outcome = match config.command {
         Command::Serve => serve(&config),
         Command::Demo => run_demo(&config),
@@ -125,13 +138,18 @@ fn serve(config: &Config) -> Result<(), Failure> {
         .map_err(Failure::config)?;
     let runtime = runtime()?;
     runtime.block_on(async {
-        let listeners = match activated {
+        let mut listeners = match activated {
             Some(listeners) => listeners,
             None => Listeners {
                 https: vec![bind(config.listen, "HTTPS")?],
                 http: config.redirect_listen.map(|addr| bind(addr, "the HTTP redirect")).transpose()?,
+                metrics: None,
             },
         };
+        // Under socket activation too, unless systemd passed a `metrics` fd.
+        if listeners.metrics.is_none() {
+            listeners.metrics = config.metrics_listen.map(|addr| bind(addr, "/metrics")).transpose()?;
+        }
         if listeners.http.is_none()
             && config.acme.as_ref().is_some_and(|acme| acme.challenge == crate::config::AcmeChallenge::Http01)
         {
@@ -163,6 +181,10 @@ async fn serve_on(listeners: Listeners, app: Arc<App>) -> Result<(), Failure> {
     if let Some(Ok(addr)) = listeners.http.as_ref().map(TcpListener::local_addr) {
         crate::info!("redirecting http://{addr} to https");
         addresses.push(format!("http://{addr}"));
+    }
+    if let Some(Ok(addr)) = listeners.metrics.as_ref().map(TcpListener::local_addr) {
+        crate::info!("metrics on http://{addr}/metrics");
+        addresses.push(format!("http://{addr}/metrics"));
     }
     if app.certs.pending() {
         // READY=1 comes from the ACME task, with the certificate.
@@ -207,7 +229,8 @@ fn run_demo(config: &Config) -> Result<(), Failure> {
 
         let https = bind(config.listen, "HTTPS")?;
         let port = https.local_addr().map_err(|err| Failure::runtime(StartupError::with("listener", err)))?.port();
-        let mut listeners = Listeners { https: vec![https], http: None };
+        let metrics = config.metrics_listen.map(|addr| bind(addr, "/metrics")).transpose()?;
+        let mut listeners = Listeners { https: vec![https], http: None, metrics };
         if config.listen.ip().is_loopback() && config.listen.is_ipv4() {
             // Browsers may try ::1 first for "localhost"; serve it too when we can.
             if let Ok(v6) = bind(SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], port)), "HTTPS") {

@@ -210,6 +210,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "store tokens only for these Yandex logins; others are revoked and refused",
     },
     OptionSpec {
+        flag: "allow-any-login",
+        env: "YANDEX_TOKEN_ALLOW_ANY_LOGIN",
+        value: "",
+        default: "off: serve and check refuse to start without --allow-login or this",
+        help: "store tokens of any Yandex account that completes the flow, on purpose",
+    },
+    OptionSpec {
         flag: "login",
         env: "YANDEX_TOKEN_LOGIN",
         value: "LOGIN",
@@ -266,11 +273,11 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "list: JSON instead of lines",
     },
     OptionSpec {
-        flag: "metrics",
-        env: "YANDEX_TOKEN_METRICS",
-        value: "",
-        default: "off",
-        help: "serve GET /metrics (Prometheus text: counters only, never a login or token)",
+        flag: "metrics-listen",
+        env: "YANDEX_TOKEN_METRICS_LISTEN",
+        value: "ADDR",
+        default: "off; say 127.0.0.1:9464",
+        help: "serve GET /metrics on this plain-HTTP address, off the public port (Prometheus text: counters only)",
     },
     OptionSpec {
         flag: "max-connections",
@@ -336,6 +343,20 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "largest token-endpoint answer read",
     },
     OptionSpec {
+        flag: "max-exchanges",
+        env: "YANDEX_TOKEN_MAX_EXCHANGES",
+        value: "N",
+        default: "8",
+        help: "token exchanges with Yandex at once; beyond, 429 and Yandex is not called",
+    },
+    OptionSpec {
+        flag: "exchange-rate",
+        env: "YANDEX_TOKEN_EXCHANGE_RATE",
+        value: "N",
+        default: "60",
+        help: "token exchanges with Yandex per minute, over all clients; beyond, 429 with Retry-After",
+    },
+    OptionSpec {
         flag: "drain-timeout",
         env: "YANDEX_TOKEN_DRAIN_TIMEOUT",
         value: "DURATION",
@@ -376,6 +397,10 @@ pub struct Limits {
     pub states_per_browser: usize,
     /// How long in-flight requests get to finish on shutdown.
     pub drain_timeout: Duration,
+    /// Token exchanges with the provider at once.
+    pub max_exchanges: usize,
+    /// Token exchanges with the provider per minute.
+    pub exchanges_per_minute: usize,
 }
 
 impl Default for Limits {
@@ -393,6 +418,8 @@ impl Default for Limits {
             state_ttl: Duration::from_secs(600),
             states_per_browser: 8,
             drain_timeout: Duration::from_secs(20),
+            max_exchanges: 8,
+            exchanges_per_minute: 60,
         }
     }
 }
@@ -448,8 +475,10 @@ pub struct Config {
     pub device_id: Option<String>,
     /// `device --device-name`.
     pub device_name: Option<String>,
-    /// Serve `/metrics`.
-    pub metrics: bool,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--allow-any-login`: the operator chose to keep any account's token.
+    pub allow_any_login: bool,
     /// Pins the host of the plain-HTTP redirect instead of trusting `Host`.
     pub public_host: Option<String>,
     /// Sockets passed by systemd, if any (`LISTEN_*`).
@@ -513,6 +542,11 @@ pub struct AcmeSettings {
     pub retry: Duration,
 }
 
+/// What `--metrics` says now that `/metrics` has its own listener.
+const METRICS_MOVED: &str = "--metrics: /metrics is no longer served on the public port; \
+     serve it on its own plain-HTTP address with --metrics-listen ADDR (YANDEX_TOKEN_METRICS_LISTEN), \
+     for example --metrics-listen 127.0.0.1:9464";
+
 /// Let's Encrypt's production directory, the default.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
@@ -557,6 +591,9 @@ where
             "-h" | "--help" | "help" => return Ok(Invocation::Help),
             "-V" | "--version" => return Ok(Invocation::Version),
             _ => {}
+        }
+        if arg == "--metrics" || arg.starts_with("--metrics=") {
+            return Err(ConfigError(METRICS_MOVED.to_owned()));
         }
         if let Some(flag) = arg.strip_prefix("--") {
             let (name, inline) = match flag.split_once('=') {
@@ -690,6 +727,15 @@ fn build(
             .collect::<Result<Vec<_>, _>>()?,
         None => Vec::new(),
     };
+    let allow_any_login = switch(raw("allow-any-login"))?;
+    if allow_any_login && !allow_logins.is_empty() {
+        return Err(ConfigError(
+            "--allow-login and --allow-any-login contradict each other: give one of them".to_owned(),
+        ));
+    }
+    if env("YANDEX_TOKEN_METRICS").is_some() {
+        return Err(ConfigError(METRICS_MOVED.replace("--metrics", "YANDEX_TOKEN_METRICS")));
+    }
     let login = raw("login")
         .map(|(source, value)| {
             valid_login(&value)
@@ -779,7 +825,10 @@ fn build(
         force_confirm: switch(raw("force-confirm"))?,
         device_id,
         device_name,
-        metrics: switch(raw("metrics"))?,
+        metrics_listen: raw("metrics-listen")
+            .map(|(source, value)| parse_addr(&source, &value))
+            .transpose()?,
+        allow_any_login,
         public_host,
         activation: Activation::from_env(&env).map_err(ConfigError)?,
         notify_socket: env("NOTIFY_SOCKET"),
@@ -897,6 +946,8 @@ fn parse_limits(raw: &impl Fn(&str) -> Option<(String, String)>) -> Result<Limit
         Ok(())
     };
     size("max-header-bytes", &mut limits.max_header_bytes)?;
+    size("max-exchanges", &mut limits.max_exchanges)?;
+    size("exchange-rate", &mut limits.exchanges_per_minute)?;
     size("upstream-max-body", &mut limits.upstream_max_body)?;
     let mut connections = limits.max_connections;
     size("max-connections", &mut connections)?;

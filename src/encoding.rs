@@ -77,7 +77,7 @@ impl UrlSafe32 {
     /// 32 fresh random bytes, encoded: 256 bits, unguessable.
     pub fn random() -> UrlSafe32 {
         let mut bytes = [0; 32];
-        crate::random::fill(&mut bytes);
+        crate::secret::fill_random(&mut bytes);
         UrlSafe32::encode(&bytes)
     }
 
@@ -93,7 +93,7 @@ impl UrlSafe32 {
     }
 }
 
-/// `bytes` fresh random bytes ([`crate::random`]), as base64url: for temporary file
+/// `bytes` fresh random bytes from the operating system, as base64url: for temporary file
 /// names and the demo's codes and tokens ([`UrlSafe32`] makes the states
 /// and PKCE verifiers).
 pub fn random_urlsafe(bytes: usize) -> String {
@@ -107,7 +107,7 @@ pub fn random_urlsafe(bytes: usize) -> String {
             &mut large[..]
         }
     };
-    crate::random::fill(random);
+    crate::secret::fill_random(random);
     base64_url(random)
 }
 

@@ -50,6 +50,17 @@ pub enum AppError {
     PayloadTooLarge(usize),
     /// A request body that did not arrive in time.
     RequestTimeout,
+    /// Any of the above ending a flow whose cookie the browser should drop:
+    /// answered as `error`, with a `Set-Cookie` that clears the cookie.
+    FlowEnded {
+        /// What went wrong.
+        error: Box<AppError>,
+        /// The `Set-Cookie` value that removes the flow's cookie.
+        clear_cookie: String,
+    },
+    /// A token exchange may not start now (`--max-exchanges`,
+    /// `--exchange-rate`); Yandex was not called.
+    TooBusy(crate::exchanges::Busy),
     /// No route for this path.
     NotFound,
     /// The path exists but not for this method; the value is `Allow`.
@@ -71,6 +82,8 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            AppError::FlowEnded { error, .. } => error.status(),
+            AppError::TooBusy(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -116,6 +129,10 @@ impl AppError {
             AppError::RequestTimeout => {
                 ("request_timeout", "the request body did not arrive in time".to_owned())
             }
+            AppError::FlowEnded { error, .. } => return error.body(),
+            AppError::TooBusy(busy) => {
+                ("too_many_exchanges", format!("{}: try again in {} seconds", busy.reason, busy.retry_after))
+            }
             AppError::NotFound => ("not_found", "no such path".to_owned()),
             AppError::MethodNotAllowed(allow) => ("method_not_allowed", format!("this path allows {allow}")),
         };
@@ -136,13 +153,39 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::RequestTimeout => "request_timeout",
+            AppError::FlowEnded { error, .. } => error.kind(),
+            AppError::TooBusy(_) => "too_many_exchanges",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed(_) => "method_not_allowed",
         }
     }
 
-    /// The response: status, JSON body, `Allow` for 405, `Retry-After` for 503.
+    /// What the log line adds after the label: the upstream's or the
+    /// store's failure, which carry no secret.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            AppError::Upstream(upstream) => Some(upstream.to_string()),
+            AppError::StoreFailed { reason, .. } => Some(reason.clone()),
+            AppError::FlowEnded { error, .. } => error.detail(),
+            _ => None,
+        }
+    }
+
+    /// Wraps this error so its answer also clears the flow's cookie.
+    pub fn ending_flow(self, clear_cookie: String) -> AppError {
+        AppError::FlowEnded { error: Box::new(self), clear_cookie }
+    }
+
+    /// The response: status, JSON body, `Allow` for 405, `Retry-After` for
+    /// 503, `Set-Cookie` for an ended flow.
     pub fn into_response(self) -> hyper::Response<Body> {
+        if let AppError::FlowEnded { error, clear_cookie } = self {
+            let mut response = error.into_response();
+            if let Ok(clear) = hyper::header::HeaderValue::try_from(clear_cookie) {
+                response.headers_mut().append(hyper::header::SET_COOKIE, clear);
+            }
+            return response;
+        }
         let mut response = json_response(self.status(), &self.body());
         match self {
             AppError::MethodNotAllowed(allow) => {
@@ -154,6 +197,9 @@ impl AppError {
                 response
                     .headers_mut()
                     .insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("30"));
+            }
+            AppError::TooBusy(busy) => {
+                response.headers_mut().insert(hyper::header::RETRY_AFTER, busy.retry_after.into());
             }
             _ => {}
         }

@@ -19,7 +19,7 @@ use crate::encoding::{UrlSafe32, cookie_pairs, pick_params};
 use crate::error::AppError;
 use crate::oauth::Pkce;
 use crate::obtain::{Keeper, keep};
-use crate::pending::COOKIE_PREFIX;
+use crate::pending::{COOKIE_PREFIX, clear_for_state, cookie_name};
 use crate::routes::{self, Body, json_response};
 use crate::secret::Secret;
 use crate::token_store::now_unix;
@@ -52,12 +52,16 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
             return Err(AppError::BadRequest("the error parameter is empty".into()));
         }
         // The flow is over either way: spend its state, if it is ours.
-        if let Some(state) = &state {
-            app.pending.take(state, cookies(request.headers()), now_unix()).ok();
-        }
-        return Err(AppError::Denied {
+        let denied = AppError::Denied {
             error: error.chars().take(64).collect(),
             description: error_description.unwrap_or_default().chars().take(256).collect(),
+        };
+        return Err(match state {
+            Some(state) => {
+                app.pending.take(&state, cookies(request.headers()), now_unix()).ok();
+                denied.ending_flow(clear_for_state(&state))
+            }
+            None => denied,
         });
     }
     match (code, state) {
@@ -226,21 +230,64 @@ async fn finish(app: &App, headers: &HeaderMap, code: &str, state: &str) -> Resu
             "the code is empty, too long or not printable ASCII: paste the code Yandex showed".into(),
         ));
     }
-    let taken = app.pending.take(state, cookies(headers), now_unix()).map_err(AppError::BadState)?;
+    // The limits first: a flow refused for them stays usable for a retry.
+    let _slot = app.exchanges.slot().map_err(AppError::TooBusy)?;
+    app.exchanges.check_rate().map_err(AppError::TooBusy)?;
+    let taken = app.pending.take(state, cookies(headers), now_unix()).map_err(|refusal| {
+        // A cookie of this state that cannot be used (expired, damaged)
+        // is dropped too.
+        let name = cookie_name(state);
+        let refused = AppError::BadState(refusal);
+        if cookies(headers).any(|(cookie, _)| cookie == name) {
+            refused.ending_flow(clear_for_state(state))
+        } else {
+            refused
+        }
+    })?;
+    // From here on the flow is spent: every answer clears its cookie.
+    let clear_cookie = taken.clear_cookie;
+    app.exchanges.count();
     let started = Instant::now();
     let token = app.oauth.exchange_code(&Secret::new(code.to_owned()), &taken.verifier).await;
     app.metrics.upstream_latency(started.elapsed());
-    let token = token.map_err(AppError::Upstream)?;
+    let token = token.map_err(|err| AppError::Upstream(err).ending_flow(clear_cookie.clone()))?;
     let keeper = Keeper {
         oauth: &app.oauth,
         store: &app.store,
         allow_logins: &app.allow_logins,
         metrics: &app.metrics,
     };
-    let doc = keep(keeper, token).await?;
-    let mut response = json_response(StatusCode::OK, &doc);
-    if let Ok(clear) = HeaderValue::try_from(taken.clear_cookie) {
+    let doc = keep(keeper, token).await.map_err(|err| err.ending_flow(clear_cookie.clone()))?;
+    let mut response = answer(headers, doc);
+    if let Ok(clear) = HeaderValue::try_from(clear_cookie) {
         response.headers_mut().append(header::SET_COOKIE, clear);
     }
     Ok(response)
+}
+
+/// The answer to a completed flow, without the refresh token (it stays on
+/// disk, where `refresh` uses it): a page for a browser (`Accept:
+/// text/html`), the token JSON for everyone else (curl's `*/*` included).
+fn answer(headers: &HeaderMap, mut doc: serde_json::Value) -> Response<Body> {
+    if let Some(fields) = doc.as_object_mut() {
+        fields.remove("refresh_token");
+    }
+    let browser = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("text/html"));
+    if !browser {
+        return json_response(StatusCode::OK, &doc);
+    }
+    let expires = doc.get("expires_in").and_then(serde_json::Value::as_u64).map(|lifetime| {
+        let at =
+            doc.get("obtained_at").and_then(serde_json::Value::as_u64).unwrap_or_else(now_unix) + lifetime;
+        (crate::commands::date(at), lifetime / 86_400)
+    });
+    crate::pages::token_stored(
+        doc.get("login").and_then(serde_json::Value::as_str),
+        expires,
+        doc.get("access_token").and_then(serde_json::Value::as_str).unwrap_or(""),
+    )
 }

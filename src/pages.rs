@@ -71,6 +71,36 @@ pub fn paste_form(authorize_url: &str, state: &str) -> Response<Body> {
     page("Get a Yandex OAuth token", &body)
 }
 
+/// What a browser sees once the token is stored: whose it is, when it
+/// expires, the access token ready to select and copy, and the line that
+/// prints it for scripts. The refresh token stays on the server.
+pub fn token_stored(
+    login: Option<&str>,
+    expires: Option<(String, u64)>,
+    access_token: &str,
+) -> Response<Body> {
+    let whose = match login {
+        Some(login) => format!("<p>The token of the Yandex account <b id=\"login\">{}</b> is stored on the server.</p>\n", html_escape(login)),
+        None => "<p>The token is stored on the server as <code>token.json</code> (Yandex did not say whose it is).</p>\n".to_owned(),
+    };
+    let expiry = match expires {
+        Some((date, days)) => format!("<p>It expires on <b id=\"expires\">{date}</b>, in {days} days.</p>\n"),
+        None => String::new(),
+    };
+    let show = match login {
+        Some(login) => format!("yandex-token show --login {}", html_escape(login)),
+        None => "yandex-token show".to_owned(),
+    };
+    let body = format!(
+        "<h1>Token stored</h1>\n{whose}{expiry}\
+         <p><label for=\"token\">Access token (select it and copy):</label>\n\
+         <input id=\"token\" type=\"text\" readonly value=\"{}\" autocomplete=\"off\" spellcheck=\"false\"></p>\n\
+         <p>Scripts on the server get it with:</p>\n<p class=\"note\"><code id=\"show\">{show}</code></p>\n",
+        html_escape(access_token),
+    );
+    page("Token stored", &body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,11 @@
 //! `GET /get_token` cannot push a real user's flow out.
 //!
 //! Each flow is one `__Host-` cookie, named after its state, whose value is
-//! the PKCE verifier and an expiry sealed with AES-256-GCM under a key made
-//! at start, with the state as associated data. Only this server can read
+//! the PKCE verifier and an expiry sealed with AES-256-GCM, with the state
+//! as associated data. The key is random and replaced every hour (the one
+//! before stays for opening: a cookie lives 10 minutes), so however many
+//! flows are started, the random 96-bit nonces under one key stay far
+//! below their collision bound. Only this server can read
 //! it, only for that state, only in the browser that started the flow
 //! (the cookie is `HttpOnly`, `Secure`, `SameSite=Lax`), and only until it
 //! expires. Single use is enforced here: a state whose cookie was opened is
@@ -12,8 +15,8 @@
 //! with completed callbacks, each of which costs a token-endpoint call.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, MAX_TAG_LEN, NONCE_LEN, Nonce, UnboundKey};
 
@@ -30,8 +33,12 @@ pub type Refusal = &'static str;
 const NAME_HASH_LEN: usize = 12;
 const NAME_LEN: usize = COOKIE_PREFIX.len() + base64_len(NAME_HASH_LEN, false);
 
-/// A sealed cookie's length: nonce, expiry, PKCE verifier, tag.
-const SEALED_LEN: usize = NONCE_LEN + 8 + UrlSafe32::LEN + MAX_TAG_LEN;
+/// What a cookie seals: its expiry and the PKCE verifier.
+const MESSAGE_LEN: usize = 8 + UrlSafe32::LEN;
+/// A sealed cookie's length: key id, nonce, expiry and verifier, tag.
+const SEALED_LEN: usize = 1 + NONCE_LEN + MESSAGE_LEN + MAX_TAG_LEN;
+/// How long one sealing key is used for new cookies.
+const KEY_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Single-use states remembered at most; the oldest are forgotten first
 /// (by then their code has been spent at the provider anyway).
@@ -43,9 +50,43 @@ struct Used {
     order: VecDeque<([u8; 16], u64)>,
 }
 
+/// The sealing keys: the current one and the one before it, each with its
+/// id (the cookie's first byte).
+struct Keys {
+    current: (u8, LessSafeKey),
+    previous: Option<(u8, LessSafeKey)>,
+    made: Instant,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        Keys { current: (0, random_key()), previous: None, made: Instant::now() }
+    }
+
+    /// Makes a new current key; the current one becomes the previous.
+    fn rotate(&mut self) {
+        let id = self.current.0.wrapping_add(1);
+        self.previous = Some(std::mem::replace(&mut self.current, (id, random_key())));
+        self.made = Instant::now();
+    }
+
+    fn by_id(&self, id: u8) -> Option<&LessSafeKey> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|(key_id, _)| *key_id == id)
+            .map(|(_, key)| key)
+    }
+}
+
+fn random_key() -> LessSafeKey {
+    let mut key = [0u8; 32];
+    crate::secret::fill_random(&mut key);
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("a 32-byte key fits AES-256-GCM"))
+}
+
 /// Seals and opens flow cookies, and remembers used states.
 pub struct PendingStates {
-    key: LessSafeKey,
+    keys: RwLock<Keys>,
     used: Mutex<Used>,
     ttl: Duration,
     per_browser: usize,
@@ -72,12 +113,8 @@ pub struct Taken {
 impl PendingStates {
     /// A store whose flows live `ttl`, at most `per_browser` per browser.
     pub fn new(ttl: Duration, per_browser: usize) -> PendingStates {
-        use ring::rand::SecureRandom;
-        let mut key = [0u8; 32];
-        ring::rand::SystemRandom::new().fill(&mut key).expect("the OS random number generator failed");
-        let key = UnboundKey::new(&AES_256_GCM, &key).expect("a 32-byte key fits AES-256-GCM");
         PendingStates {
-            key: LessSafeKey::new(key),
+            keys: RwLock::new(Keys::new()),
             used: Mutex::new(Used::default()),
             ttl,
             per_browser: per_browser.max(1),
@@ -100,18 +137,26 @@ impl PendingStates {
         present: &[&str],
     ) -> (Vec<u8>, Vec<String>) {
         let expires = now + self.ttl.as_secs();
-        // nonce | AES-256-GCM(expiry | verifier) | tag
+        // key id | nonce | AES-256-GCM(expiry | verifier) | tag
         let mut sealed = [0u8; SEALED_LEN];
-        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
-        crate::random::fill(nonce);
+        let (id, rest) = sealed.split_at_mut(1);
+        let (nonce, rest) = rest.split_at_mut(NONCE_LEN);
+        crate::secret::fill_random(nonce);
         let nonce = Nonce::try_assume_unique_for_key(nonce).expect("NONCE_LEN bytes");
-        let (message, tag_space) = rest.split_at_mut(8 + UrlSafe32::LEN);
+        let (message, tag_space) = rest.split_at_mut(MESSAGE_LEN);
         message[..8].copy_from_slice(&expires.to_be_bytes());
         message[8..].copy_from_slice(verifier.expose().as_bytes());
-        let tag = self
-            .key
+        if self.read_keys().made.elapsed() >= KEY_LIFETIME {
+            self.rotate_key();
+        }
+        let keys = self.read_keys();
+        id[0] = keys.current.0;
+        let tag = keys
+            .current
+            .1
             .seal_in_place_separate_tag(nonce, Aad::from(state), message)
             .expect("sealing a short message cannot fail");
+        drop(keys);
         tag_space.copy_from_slice(tag.as_ref());
         let mut cookie =
             Vec::with_capacity(NAME_LEN + 1 + base64_len(SEALED_LEN, false) + self.cookie_attributes.len());
@@ -136,17 +181,26 @@ impl PendingStates {
         let value = cookies.find(|(n, _)| *n == name).map(|(_, v)| v).ok_or(
             "no flow for this state in this browser: start again at /get_token in the same browser, with cookies enabled",
         )?;
-        let mut sealed =
-            decode_base64_url(value).ok_or("the flow cookie is damaged: start again at /get_token")?;
-        if sealed.len() < NONCE_LEN + 8 {
-            return Err("the flow cookie is damaged: start again at /get_token");
+        let damaged = "the flow cookie is damaged: start again at /get_token";
+        let mut sealed = decode_base64_url(value).ok_or(damaged)?;
+        // Exactly one cookie's length before anything is split or opened.
+        if sealed.len() != SEALED_LEN {
+            return Err(damaged);
         }
-        let mut nonce_bytes = [0u8; NONCE_LEN];
-        nonce_bytes.copy_from_slice(&sealed[..NONCE_LEN]);
-        let opened = self
-            .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(state.as_bytes()), &mut sealed[NONCE_LEN..])
-            .map_err(|_| "the flow cookie does not belong to this state or to this server: start again at /get_token")?;
+        let (id, rest) = sealed.split_at_mut(1);
+        let (nonce, ciphertext) = rest.split_at_mut(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| damaged)?;
+        let keys = self.read_keys();
+        let key = keys
+            .by_id(id[0])
+            .ok_or("the flow is too old for this server's keys: start again at /get_token")?;
+        let opened = key.open_in_place(nonce, Aad::from(state.as_bytes()), ciphertext).map_err(
+            |_| "the flow cookie does not belong to this state or to this server: start again at /get_token",
+        )?;
+        drop(keys);
+        if opened.len() != MESSAGE_LEN {
+            return Err(damaged);
+        }
         let (expiry, verifier) = opened.split_at(8);
         let expires = u64::from_be_bytes(expiry.try_into().expect("8 bytes"));
         if now >= expires {
@@ -167,6 +221,16 @@ impl PendingStates {
         }
         used.order.push_back((key, expires));
         Ok(Taken { verifier: Secret::new(verifier), clear_cookie: clear(&name) })
+    }
+
+    /// Replaces the sealing key now (it is also replaced every hour);
+    /// cookies sealed under the key before still open.
+    pub fn rotate_key(&self) {
+        self.keys.write().unwrap_or_else(|poison| poison.into_inner()).rotate();
+    }
+
+    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Used> {
@@ -198,6 +262,11 @@ fn used_key(state: &str) -> [u8; 16] {
 /// What follows a flow cookie's value, for a life of `max_age` seconds.
 fn attributes(max_age: u64) -> String {
     format!("; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Lax")
+}
+
+/// The `Set-Cookie` value that removes the flow cookie of `state`.
+pub fn clear_for_state(state: &str) -> String {
+    clear(&cookie_name(state))
 }
 
 /// The `Set-Cookie` value that removes the flow cookie `name`.
@@ -335,6 +404,40 @@ mod tests {
         assert_eq!(clears.capacity(), 0);
         assert_eq!(cookie_name("s1").len(), NAME_LEN);
         assert!(cookie.ends_with(b"; Path=/; Max-Age=600; Secure; HttpOnly; SameSite=Lax"), "{cookie:?}");
+    }
+
+    #[test]
+    fn cookies_open_across_one_key_rotation_and_not_two() {
+        let flows = store();
+        let (name, value) = pair(&flows.start(b"s1", &verifier(), NOW, &[]).0);
+        let (name2, value2) = pair(&flows.start(b"s2", &verifier(), NOW, &[]).0);
+        flows.rotate_key();
+        assert!(flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).is_ok());
+        // New cookies use the new key, and open too.
+        let (name3, value3) = pair(&flows.start(b"s3", &verifier(), NOW, &[]).0);
+        let key_id = |value: &str| decode_base64_url(value).unwrap()[0];
+        assert_ne!(key_id(&value3), key_id(&value), "another key id");
+        assert!(flows.take("s3", [(name3.as_str(), value3.as_str())].into_iter(), NOW).is_ok());
+        flows.rotate_key();
+        let err = flows.take("s2", [(name2.as_str(), value2.as_str())].into_iter(), NOW).unwrap_err();
+        assert!(err.contains("too old"), "{err}");
+    }
+
+    #[test]
+    fn cookies_of_any_length_are_refused_without_a_panic() {
+        let flows = store();
+        let (name, value) = pair(&flows.start(b"s1", &verifier(), NOW, &[]).0);
+        let real = decode_base64_url(&value).unwrap();
+        for len in 0..real.len() + 40 {
+            let mut bytes = real.clone();
+            bytes.resize(len, 7);
+            if bytes == real {
+                continue;
+            }
+            let forged = base64_url(&bytes);
+            assert!(flows.take("s1", [(name.as_str(), forged.as_str())].into_iter(), NOW).is_err(), "{len}");
+        }
+        assert!(flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).is_ok());
     }
 
     #[test]

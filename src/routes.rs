@@ -48,6 +48,26 @@ pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
     response
 }
 
+/// The `--metrics-listen` listener's one route: `GET`/`HEAD /metrics` in
+/// the Prometheus text format; 404 elsewhere, 405 for other methods.
+pub fn metrics(request: &Request<Incoming>, app: &App) -> Response<Body> {
+    let started = Instant::now();
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        (_, "/metrics") => AppError::MethodNotAllowed("GET, HEAD").into_response(),
+        _ => AppError::NotFound.into_response(),
+    };
+    log_access(request.method(), request.uri().path(), response.status(), started, None);
+    without_body_for_head(request.method(), response)
+}
+
 /// A body a request may carry where none is read, drained before the
 /// answer so the answer reaches an HTTP/2 client that is still sending
 /// (curl reports a stream reset otherwise; nginx drains likewise).
@@ -80,15 +100,6 @@ pub async fn route(mut request: Request<Incoming>, app: &App) -> Response<Body> 
         (_, "/get_token") => Err(AppError::MethodNotAllowed("GET, HEAD")),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(text_response(StatusCode::OK, "ok\n")),
         (_, "/healthz") => Err(AppError::MethodNotAllowed("GET, HEAD")),
-        (&Method::GET | &Method::HEAD, "/metrics") if app.metrics_enabled => {
-            let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            Ok(response)
-        }
-        (_, "/metrics") if app.metrics_enabled => Err(AppError::MethodNotAllowed("GET, HEAD")),
         (_, path) if path.starts_with(demo::PREFIX) => match &app.demo {
             // Boxed for the same reason as the exchange (get_token::handle).
             Some(provider) => Box::pin(provider.handle(request)).await,
@@ -101,11 +112,7 @@ pub async fn route(mut request: Request<Incoming>, app: &App) -> Response<Body> 
         Err(err) => {
             let label = err.kind();
             app.metrics.error(label);
-            let detail = match &err {
-                AppError::Upstream(upstream) => Some(upstream.to_string()),
-                AppError::StoreFailed { reason, .. } => Some(reason.clone()),
-                _ => None,
-            };
+            let detail = err.detail();
             (err.into_response(), Some((label, detail)))
         }
     };

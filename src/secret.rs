@@ -1,9 +1,17 @@
 //! [`Secret`]: a value that never shows itself in a `Debug` print, so a
 //! client secret, a code, a state, a PKCE verifier or a token cannot leak
 //! into a log line or a panic message by accident. Reading it takes an
-//! explicit [`Secret::expose`].
+//! explicit [`Secret::expose`]. Secret bytes come from [`fill_random`].
 
 use std::fmt;
+
+/// Fills `out` from the operating system's generator (getrandom(2), through
+/// ring's `SystemRandom`): every state, PKCE verifier, cookie key and nonce.
+/// Auditors expect the OS behind such secrets, not a generator of our own.
+pub fn fill_random(out: &mut [u8]) {
+    use ring::rand::SecureRandom;
+    ring::rand::SystemRandom::new().fill(out).expect("the operating system's random generator failed");
+}
 
 /// Holds a secret value; `Debug` prints `Secret(<redacted>)`.
 #[derive(Clone, Default, PartialEq, Eq)]

@@ -41,6 +41,9 @@ pub struct Listeners {
     pub https: Vec<StdTcpListener>,
     /// The plain-HTTP listener answering with redirects to https.
     pub http: Option<StdTcpListener>,
+    /// The plain-HTTP listener for `/metrics` (`--metrics-listen`), off the
+    /// public port.
+    pub metrics: Option<StdTcpListener>,
 }
 
 /// What a listener serves.
@@ -49,6 +52,8 @@ enum Role {
     Https,
     /// Plain HTTP redirecting to the HTTPS port given.
     Redirect(u16),
+    /// Plain HTTP serving `/metrics`.
+    Metrics,
 }
 
 /// What every accept loop shares.
@@ -75,6 +80,9 @@ pub async fn run(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Outp
     }
     if let Some(listener) = listeners.http {
         roles.push((listener, Role::Redirect(https_port)));
+    }
+    if let Some(listener) = listeners.metrics {
+        roles.push((listener, Role::Metrics));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let (http1, http2) = http_builders(&app);
@@ -243,6 +251,21 @@ async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, ac
                     Some(token) if app.certs.is_acme() => answer_http01(&request, token, &app),
                     _ => redirect_to_https(&request, https_port, app.public_host.as_deref()),
                 };
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
+            let connection = watcher.watch(shared.http1.serve_connection(io, service));
+            watchdog(Box::pin(connection), &activity, limits).await;
+        }
+        Role::Metrics => {
+            if !first_bytes(&tcp, &activity, shared).await {
+                return;
+            }
+            let app = shared.app.clone();
+            let on_request = activity.clone();
+            let service = service_fn(move |request| {
+                let _guard = on_request.request_started();
+                let response = routes::metrics(&request, &app);
                 async move { Ok::<_, Infallible>(response) }
             });
             let io = TokioIo::new(Tracked::new(tcp, activity.clone()));

@@ -42,11 +42,24 @@ impl Activation {
     }
 }
 
+/// The fds socket activation passed, by role.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Assigned {
+    /// `https`: serve the app.
+    pub https: Vec<RawFd>,
+    /// `http`: redirect to https.
+    pub http: Option<RawFd>,
+    /// `metrics`: plain-HTTP `/metrics`.
+    pub metrics: Option<RawFd>,
+}
+
 /// Which listener each inherited fd becomes, by name: `https` fds serve the
-/// app, the `http` fd redirects. One unnamed fd alone is taken as `https`.
-pub fn assign_fds(activation: &Activation) -> Result<(Vec<RawFd>, Option<RawFd>), String> {
+/// app, the `http` fd redirects, the `metrics` fd serves `/metrics`. One
+/// unnamed fd alone is taken as `https`.
+pub fn assign_fds(activation: &Activation) -> Result<Assigned, String> {
     let mut https = Vec::new();
     let mut http = None;
+    let mut metrics = None;
     let count = usize::try_from(activation.fds).map_err(|_| "LISTEN_FDS is too large".to_owned())?;
     if count > 64 {
         return Err(format!("LISTEN_FDS={count} is more sockets than yandex-token uses"));
@@ -58,11 +71,13 @@ pub fn assign_fds(activation: &Activation) -> Result<(Vec<RawFd>, Option<RawFd>)
             "https" => https.push(fd),
             "http" if http.is_none() => http = Some(fd),
             "http" => return Err("more than one socket is named http".to_owned()),
+            "metrics" if metrics.is_none() => metrics = Some(fd),
+            "metrics" => return Err("more than one socket is named metrics".to_owned()),
             // systemd names sockets after their unit when unset.
             "" | "unknown" | "yandex-token.socket" if count == 1 => https.push(fd),
             other => {
                 return Err(format!(
-                    "socket {index} is named {other:?}: name sockets FileDescriptorName=https or =http"
+                    "socket {index} is named {other:?}: name sockets FileDescriptorName=https, =http or =metrics"
                 ));
             }
         }
@@ -70,7 +85,7 @@ pub fn assign_fds(activation: &Activation) -> Result<(Vec<RawFd>, Option<RawFd>)
     if https.is_empty() {
         return Err("systemd passed no socket named https".to_owned());
     }
-    Ok((https, http))
+    Ok(Assigned { https, http, metrics })
 }
 
 /// Takes over the sockets systemd passed, when they are meant for this
@@ -90,7 +105,7 @@ pub fn take_listeners(activation: Option<&Activation>) -> Result<Option<Listener
     if activation.pid != std::process::id() {
         return Ok(None);
     }
-    let (https, http) =
+    let Assigned { https, http, metrics } =
         assign_fds(activation).map_err(|why| StartupError::msg(format!("socket activation: {why}")))?;
     let adopt = |fd: RawFd| -> Result<TcpListener, StartupError> {
         // SAFETY: systemd passed fds 3..3+LISTEN_FDS to this very process
@@ -104,6 +119,7 @@ pub fn take_listeners(activation: Option<&Activation>) -> Result<Option<Listener
     Ok(Some(Listeners {
         https: https.into_iter().map(adopt).collect::<Result<_, _>>()?,
         http: http.map(adopt).transpose()?,
+        metrics: metrics.map(adopt).transpose()?,
     }))
 }
 
@@ -203,21 +219,32 @@ mod tests {
 
     #[test]
     fn fds_are_mapped_by_name_in_any_order() {
-        assert_eq!(assign_fds(&activation(2, &["http", "https"])), Ok((vec![4], Some(3))));
-        assert_eq!(assign_fds(&activation(2, &["https", "http"])), Ok((vec![3], Some(4))));
-        assert_eq!(assign_fds(&activation(3, &["https", "http", "https"])), Ok((vec![3, 5], Some(4))));
+        let assigned = |https: Vec<RawFd>, http, metrics| Ok(Assigned { https, http, metrics });
+        assert_eq!(assign_fds(&activation(2, &["http", "https"])), assigned(vec![4], Some(3), None));
+        assert_eq!(assign_fds(&activation(2, &["https", "http"])), assigned(vec![3], Some(4), None));
+        assert_eq!(
+            assign_fds(&activation(3, &["https", "http", "https"])),
+            assigned(vec![3, 5], Some(4), None)
+        );
+        assert_eq!(
+            assign_fds(&activation(3, &["metrics", "https", "http"])),
+            assigned(vec![4], Some(5), Some(3))
+        );
+        assert!(assign_fds(&activation(3, &["https", "metrics", "metrics"])).is_err());
     }
 
     #[test]
     fn a_single_unnamed_fd_is_https() {
-        assert_eq!(assign_fds(&activation(1, &[])), Ok((vec![3], None)));
-        assert_eq!(assign_fds(&activation(1, &["unknown"])), Ok((vec![3], None)));
+        let alone = Ok(Assigned { https: vec![3], http: None, metrics: None });
+        assert_eq!(assign_fds(&activation(1, &[])), alone);
+        assert_eq!(assign_fds(&activation(1, &["unknown"])), alone);
     }
 
     #[test]
     fn ambiguous_or_foreign_names_are_refused() {
         assert!(assign_fds(&activation(2, &[])).is_err());
-        assert!(assign_fds(&activation(1, &["metrics"])).unwrap_err().contains("metrics"));
+        assert!(assign_fds(&activation(1, &["admin"])).unwrap_err().contains("admin"));
+        assert!(assign_fds(&activation(1, &["metrics"])).unwrap_err().contains("https"));
         assert!(assign_fds(&activation(1, &["http"])).unwrap_err().contains("https"));
         assert!(assign_fds(&activation(2, &["http", "http"])).is_err());
     }

@@ -21,11 +21,9 @@ use crate::challenge::{ACME_TLS_ALPN, Challenges};
 use crate::error::StartupError;
 
 /// The one crypto provider of the crate: ring, chosen explicitly so no
-/// process-wide default is ever consulted, with two changes, both measured
-/// in bench/README.md:
-/// - random values (the handshake's random, session ticket names) come from
-///   the generator of [`crate::random`] instead of a system call each;
-/// - the suites built on SHA-256 come before their SHA-384 twins. The key
+/// process-wide default is ever consulted, with its own random source (the
+/// operating system's), and one change, measured in bench/README.md: the
+/// suites built on SHA-256 come before their SHA-384 twins. The key
 ///   schedule runs some 30 hash blocks per handshake; SHA-256 has CPU
 ///   instructions on x86-64 and ARMv8, while ring's SHA-384 is plain code
 ///   there (13 % of a handshake's CPU). AES-128 also has fewer rounds than
@@ -40,18 +38,7 @@ pub fn provider() -> Arc<CryptoProvider> {
         };
         (!tls13, common.hash_provider.algorithm() != HashAlgorithm::SHA256)
     });
-    Arc::new(CryptoProvider { secure_random: &GeneratorRandom, ..ring })
-}
-
-/// rustls's source of random values: [`crate::random`].
-#[derive(Debug)]
-struct GeneratorRandom;
-
-impl rustls::crypto::SecureRandom for GeneratorRandom {
-    fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
-        crate::random::fill(buf);
-        Ok(())
-    }
+    Arc::new(ring)
 }
 
 /// Reads a certificate chain (leaf first) from a PEM file.

@@ -18,12 +18,31 @@ fn read_json(path: &Path) -> Value {
         .unwrap()
 }
 
+/// Completes a flow as `login`; returns the stored document, which is the
+/// answer plus the refresh token that never leaves the server.
 async fn flow_as(world: &World, login: &str) -> Value {
     *world.fake.state.login.lock().unwrap() = login.to_owned();
     let mut client = world.client();
     let reply = complete_flow(&mut client, &world.server).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()
+    let mut answer = reply.json();
+    assert!(answer.get("refresh_token").is_none(), "the refresh token stays on the server");
+    // Without a login (the lookup failed) the token is in token.json only,
+    // and the answer adds a warning.
+    let file = match answer["login"].as_str() {
+        Some(login) => format!("tokens/accounts/{login}.json"),
+        None => "tokens/token.json".to_owned(),
+    };
+    let mut stored = read_json(&world.server.dir.path().join(file));
+    assert!(stored["refresh_token"].is_string());
+    let refresh = stored.as_object_mut().unwrap().remove("refresh_token").unwrap();
+    let warning = answer.as_object_mut().unwrap().remove("warning");
+    assert_eq!(stored, answer);
+    stored["refresh_token"] = refresh;
+    if let Some(warning) = warning {
+        stored["warning"] = warning;
+    }
+    stored
 }
 
 #[tokio::test]
@@ -156,12 +175,15 @@ async fn refresh_list_and_show_manage_the_accounts() {
 }
 
 #[tokio::test]
-async fn metrics_count_flows_and_errors_and_are_off_by_default() {
-    let world = World::with(|c| c.metrics = true).await;
+async fn metrics_count_flows_and_errors_on_their_own_listener_only() {
+    let world = World::with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
     let mut client = world.client();
     assert_eq!(complete_flow(&mut client, &world.server).await.status, 200);
     assert_eq!(client.get(world.server.addr, "/get_token?code=x&state=y").await.status, 400);
-    let reply = client.get(world.server.addr, "/metrics").await;
+    // Not on the public port, whatever the configuration.
+    assert_eq!(client.get(world.server.addr, "/metrics").await.status, 404);
+    let metrics = world.server.metrics_addr.unwrap();
+    let reply = crate::support::client::plain(metrics, hyper::Method::GET, "/metrics").await;
     assert_eq!(reply.status, 200);
     assert!(reply.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
     let text = reply.body;
@@ -183,6 +205,9 @@ async fn metrics_count_flows_and_errors_and_are_off_by_default() {
     let token = world.fake.state.issued_tokens.lock().unwrap()[0].clone();
     assert!(!text.contains(&token) && !text.contains("test-user"), "metrics expose a token or a login");
 
-    let plain = World::new().await;
-    assert_eq!(plain.client().get(plain.server.addr, "/metrics").await.status, 404);
+    let head = crate::support::client::plain(metrics, hyper::Method::HEAD, "/metrics").await;
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+    let post = crate::support::client::plain(metrics, hyper::Method::POST, "/metrics").await;
+    assert_eq!((post.status, post.header("allow")), (405, Some("GET, HEAD")));
+    assert_eq!(crate::support::client::plain(metrics, hyper::Method::GET, "/").await.status, 404);
 }

@@ -68,6 +68,7 @@ impl Setup {
             secret.to_str().unwrap(),
             "--acme-retry",
             "200ms",
+            "--allow-any-login",
         ]
         .iter()
         .map(|s| s.to_string())

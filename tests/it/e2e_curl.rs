@@ -55,7 +55,10 @@ async fn curl_gets_a_token_through_the_whole_flow() {
     assert!(stderr.contains("method=GET path=/get_token status=302"), "{stderr}");
     assert!(stderr.contains("method=GET path=/get_token status=200"), "{stderr}");
     let code = fake.state.issued_codes.lock().unwrap()[0].clone();
-    let refresh = token["refresh_token"].as_str().unwrap();
+    assert!(token.get("refresh_token").is_none(), "the refresh token stays on the server");
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(token_dir.join("token.json")).unwrap()).unwrap();
+    let refresh = stored["refresh_token"].as_str().unwrap();
     for secret in [fake.state.secret.as_str(), code.as_str(), issued[0].as_str(), refresh, "state=", "code="]
     {
         assert!(!stderr.contains(secret), "stderr leaks {secret:?}:\n{stderr}");

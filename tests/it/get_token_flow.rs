@@ -53,11 +53,13 @@ async fn a_whole_flow_stores_the_token_privately_and_answers_with_it() {
     assert_eq!(issued.len(), 1);
     assert_eq!(answered["access_token"], issued[0].as_str());
     assert_eq!(answered["token_type"], "bearer");
-    assert!(answered["refresh_token"].is_string());
+    assert!(answered.get("refresh_token").is_none(), "the refresh token stays on the server");
     assert!(answered["obtained_at"].as_u64().unwrap() > 1_700_000_000);
 
     let file = world.server.token_file();
-    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let mut stored: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(stored["refresh_token"].as_str().unwrap().starts_with("1:refresh:"));
+    stored.as_object_mut().unwrap().remove("refresh_token");
     assert_eq!(stored, answered);
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     let dir = file.parent().unwrap();

@@ -14,6 +14,7 @@ mod limits;
 mod operations;
 mod paste_flow;
 mod routes;
+mod safe_defaults;
 mod systemd_units;
 mod terminal_flows;
 mod token_durability;

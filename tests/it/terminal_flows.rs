@@ -32,7 +32,11 @@ impl Setup {
     fn spawn(&self, command: &str, extra: &[&str]) -> (Child, BufReader<ChildStdout>) {
         let mut child = Command::new(BIN)
             .arg(command)
-            .args(flags_for(&self.pki, &self.fake.url(), &self.fake.state.secret, self.dir.path()))
+            .args(
+                flags_for(&self.pki, &self.fake.url(), &self.fake.state.secret, self.dir.path())
+                    .into_iter()
+                    .filter(|flag| !(extra.contains(&"--allow-login") && flag == "--allow-any-login")),
+            )
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -23,6 +23,7 @@ YANDEX_TOKEN_OAUTH_URL=https://localhost:8443/demo/oauth/
 YANDEX_TOKEN_CA_FILE=/run/fake-yandex/demo-cert.pem
 YANDEX_TOKEN_REDIRECT_URI=https://localhost/get_token
 YANDEX_TOKEN_LOGIN_URL=https://localhost:8443/demo/oauth/info
+YANDEX_TOKEN_ALLOW_LOGINS=demo-user
 ENV
 
 # The fake Yandex: `demo` with the app's credentials, ready when it says so.

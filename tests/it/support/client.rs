@@ -161,3 +161,21 @@ impl Client {
         Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned(), version }
     }
 }
+
+/// One plain-HTTP/1.1 request (the redirect and metrics listeners).
+pub async fn plain(addr: SocketAddr, method: Method, target: &str) -> Reply {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let request = Request::builder()
+        .method(method)
+        .uri(target)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let (status, version, headers) =
+        (response.status().as_u16(), response.version(), response.headers().clone());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned(), version }
+}

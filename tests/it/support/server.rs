@@ -16,6 +16,8 @@ use super::pki::TestPki;
 pub struct TestServer {
     pub addr: SocketAddr,
     pub http_addr: Option<SocketAddr>,
+    /// The `/metrics` listener, when the config names one.
+    pub metrics_addr: Option<SocketAddr>,
     pub app: Arc<App>,
     pub dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -44,6 +46,9 @@ pub fn flags_for(pki: &TestPki, oauth_url: &str, secret: &str, dir: &std::path::
         dir.join("tokens").display().to_string(),
         "--login-url".into(),
         format!("{oauth_url}info"),
+        // The servers of most tests keep any account's token on purpose;
+        // tests of --allow-login take this out.
+        "--allow-any-login".into(),
     ]
 }
 
@@ -82,15 +87,17 @@ impl TestServer {
         let addr = https.local_addr().unwrap();
         let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let http_addr = Some(http.local_addr().unwrap());
+        let metrics = config.metrics_listen.map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+        let metrics_addr = metrics.as_ref().map(|listener| listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(server::run(
-            Listeners { https: vec![https], http: Some(http) },
+            Listeners { https: vec![https], http: Some(http), metrics },
             app.clone(),
             async move {
                 rx.await.ok();
             },
         ));
-        TestServer { addr, http_addr, app, dir, shutdown: Some(tx), task: Some(task) }
+        TestServer { addr, http_addr, metrics_addr, app, dir, shutdown: Some(tx), task: Some(task) }
     }
 
     pub fn token_file(&self) -> PathBuf {
