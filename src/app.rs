@@ -10,6 +10,7 @@ use rustls::ServerConfig;
 
 use crate::config::{Config, Flow, Limits};
 use crate::demo;
+use crate::direct::DirectClient;
 use crate::error::StartupError;
 use crate::metrics::Metrics;
 use crate::oauth::{ClientLimits, OAuthClient};
@@ -50,6 +51,9 @@ pub struct App {
     pub allow_logins: Vec<String>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Asks the Direct API about each new token; `None` with
+    /// `--direct-check=false`.
+    pub direct: Option<DirectClient>,
     /// Bounds the token exchanges strangers can make us do.
     pub exchanges: crate::exchanges::ExchangeLimits,
 }
@@ -81,7 +85,8 @@ impl App {
             Ok(fixed) => fixed.into_iter().for_each(|line| crate::warn!("token store: {line}")),
             Err(err) => crate::warn!("token store: cannot check {}: {err}", store.dir().display()),
         }
-        App::assemble(config, oauth, certs, store, None, Some(secret_file))
+        let direct = direct_client(config, tls::ClientTls::deferred(config.ca_file.as_deref())?);
+        App::assemble(config, oauth, certs, store, None, Some(secret_file), direct)
     }
 
     /// Puts the parts together; `demo` builds its own parts and calls this.
@@ -92,6 +97,7 @@ impl App {
         store: TokenStore,
         demo: Option<demo::Provider>,
         secret_file: Option<PathBuf>,
+        direct: Option<DirectClient>,
     ) -> Result<App, StartupError> {
         let limits = config.limits.clone();
         let exchanges =
@@ -115,6 +121,7 @@ impl App {
             allow_logins: config.allow_logins.clone(),
             metrics: Metrics::default(),
             exchanges,
+            direct,
         })
         .inspect(App::note_certificate_expiry)
     }
@@ -184,6 +191,12 @@ pub fn oauth_client(config: &Config, secret: Secret<Arc<str>>) -> Result<OAuthCl
         client_limits(&config.limits),
     )
     .with_login_url(config.login_url.clone()))
+}
+
+/// The Direct API client for `config` (`None` with `--direct-check=false`),
+/// over `tls`, with the token endpoint's limits.
+pub fn direct_client(config: &Config, tls: tls::ClientTls) -> Option<DirectClient> {
+    config.direct_url.as_ref().map(|base| DirectClient::new(base, tls, client_limits(&config.limits)))
 }
 
 /// The token-endpoint part of the limits.

@@ -75,6 +75,7 @@ pub fn run(invocation: Invocation) -> ExitCode {
         Command::Check => return check(&config),
         Command::Show => return show(&config),
         Command::List => return list(&config),
+        Command::Status => return crate::status::run(&config),
         Command::Login => return crate::terminal::login(&config),
         Command::Device => return crate::terminal::device(&config),
     };
@@ -267,10 +268,15 @@ fn run_demo(config: &Config) -> Result<(), Failure> {
             &oauth_url,
             endpoint,
             redirect_uri,
-            tls::ClientTls::ready(client_tls),
+            tls::ClientTls::ready(client_tls.clone()),
             app::client_limits(&config.limits),
         )
         .with_login_url(Endpoint::parse(&format!("{oauth_url}info")).expect("the demo URL is valid"));
+        // The stand-in plays the Direct API too, unless checks are off.
+        let direct_base = Endpoint::parse(&format!("{oauth_url}direct/json/v5/")).expect("the demo URL is valid");
+        let direct = config.direct_url.as_ref().map(|_| {
+            crate::direct::DirectClient::new(&direct_base, tls::ClientTls::ready(client_tls.clone()), app::client_limits(&config.limits))
+        });
         let pair = tls::certified_key(vec![cert_der], key_der)
             .map_err(|why| Failure::runtime(StartupError::msg(format!("demo certificate: {why}"))))?;
         let app = App::assemble(
@@ -280,6 +286,7 @@ fn run_demo(config: &Config) -> Result<(), Failure> {
             TokenStore::new(dir.clone()),
             Some(demo::Provider::new(client_id.clone(), secret, oauth_url.clone())),
             None,
+            direct,
         )
         .map_err(Failure::runtime)?;
 
@@ -300,7 +307,7 @@ fn run_demo(config: &Config) -> Result<(), Failure> {
         // The terminal flows against this stand-in: every flag they need.
         let against_demo = format!(
             "--client-id {client_id} --client-secret-file {secret} --oauth-url {oauth_url} --login-url {oauth_url}info \
-             --ca-file {cert} --token-dir {dir}",
+             --direct-url {oauth_url}direct/json/v5/ --ca-file {cert} --token-dir {dir}",
             secret = secret_file.display(),
             cert = cert_file.display(),
             dir = dir.display(),
@@ -335,7 +342,7 @@ fn make_temp_dir() -> Result<PathBuf, StartupError> {
     Ok(dir)
 }
 
-fn token_store(config: &Config) -> TokenStore {
+pub(crate) fn token_store(config: &Config) -> TokenStore {
     TokenStore::new(config.token_dir.clone().unwrap_or_else(|| PathBuf::from("tokens")))
 }
 
@@ -349,6 +356,7 @@ fn show(config: &Config) -> ExitCode {
     };
     match crate::token_store::load_file(&path) {
         Ok(Some(doc)) => match doc.get("access_token").and_then(|t| t.as_str()) {
+            Some(token) if config.env => show_env(&doc, token),
             Some(token) => {
                 println!("{token}");
                 ExitCode::SUCCESS
@@ -372,8 +380,35 @@ fn show(config: &Config) -> ExitCode {
     }
 }
 
+/// `show --env`: the token and client login under the names Direct tools
+/// read, for `eval`, `EnvironmentFile=` or a CI secret.
+fn show_env(doc: &serde_json::Map<String, serde_json::Value>, token: &str) -> ExitCode {
+    let checked = doc.get("direct").and_then(crate::direct::DirectCheck::from_json);
+    // Direct's own login; Yandex ID's is only good when it is not an e-mail.
+    let client_login =
+        checked.as_ref().and_then(|check| check.client_login().map(str::to_owned)).or_else(|| {
+            doc.get("login").and_then(|l| l.as_str()).filter(|l| !l.contains('@')).map(str::to_owned)
+        });
+    let Some(client_login) = client_login else {
+        crate::error!("the client login is not known yet: run yandex-token status to ask the Direct API");
+        return ExitCode::FAILURE;
+    };
+    println!("YANDEX_DIRECT_TOKEN={}", shell_word(token));
+    println!("YANDEX_DIRECT_LOGIN={}", shell_word(&client_login));
+    ExitCode::SUCCESS
+}
+
+/// `value` as one shell word: as it is when it is plain, else single-quoted.
+fn shell_word(value: &str) -> String {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:@/+=".contains(&b)) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', "'\\''"))
+    }
+}
+
 /// When a stored token expires (`obtained_at + expires_in`), if it says.
-fn expires_at(doc: &serde_json::Map<String, serde_json::Value>) -> Option<u64> {
+pub(crate) fn expires_at(doc: &serde_json::Map<String, serde_json::Value>) -> Option<u64> {
     let obtained = doc.get("obtained_at")?.as_u64()?;
     let lifetime = doc.get("expires_in")?.as_u64()?;
     obtained.checked_add(lifetime)
@@ -395,8 +430,8 @@ pub fn date(unix: u64) -> String {
 
 /// The accounts `list` and `refresh --all` act on: every `accounts/*.json`,
 /// or `token.json` alone when no account has a file (its login unknown).
-fn stored_tokens(store: &TokenStore) -> Result<Vec<(String, PathBuf)>, Failure> {
-    let accounts = store.accounts().map_err(|err| Failure::runtime(StartupError::msg(err.to_string())))?;
+pub(crate) fn stored_tokens(store: &TokenStore) -> Result<Vec<(String, PathBuf)>, StartupError> {
+    let accounts = store.accounts().map_err(|err| StartupError::msg(err.to_string()))?;
     if accounts.is_empty() && store.path().exists() {
         return Ok(vec![("(token.json)".to_owned(), store.path())]);
     }
@@ -408,8 +443,8 @@ fn list(config: &Config) -> ExitCode {
     let store = token_store(config);
     let targets = match stored_tokens(&store) {
         Ok(targets) => targets,
-        Err(failure) => {
-            crate::error!("{}", failure.error);
+        Err(err) => {
+            crate::error!("{err}");
             return ExitCode::FAILURE;
         }
     };
@@ -427,13 +462,21 @@ fn list(config: &Config) -> ExitCode {
         let obtained = doc.get("obtained_at").and_then(|v| v.as_u64());
         let expires = expires_at(&doc);
         let days_left = expires.map(|at| (at as i64 - now as i64).div_euclid(86_400));
-        rows.push((login, obtained, expires, days_left));
+        let direct = doc.get("direct").and_then(crate::direct::DirectCheck::from_json);
+        rows.push((login, obtained, expires, days_left, direct));
     }
     if config.json {
         let json: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(login, obtained, expires, days)| {
-                serde_json::json!({ "login": login, "obtained_at": obtained, "expires_at": expires, "days_left": days })
+            .map(|(login, obtained, expires, days, direct)| {
+                serde_json::json!({
+                    "login": login,
+                    "client_login": direct.as_ref().and_then(|check| check.client_login()),
+                    "obtained_at": obtained,
+                    "expires_at": expires,
+                    "days_left": days,
+                    "direct": direct.as_ref().map_or_else(|| "unchecked".to_owned(), |check| check.status()),
+                })
             })
             .collect();
         println!("{}", serde_json::Value::Array(json));
@@ -441,10 +484,16 @@ fn list(config: &Config) -> ExitCode {
         if rows.is_empty() {
             crate::info!("no tokens stored in {} yet", store.dir().display());
         }
-        for (login, obtained, expires, days) in rows {
+        for (login, obtained, expires, days, direct) in rows {
             let show = |t: Option<u64>| t.map_or_else(|| "unknown".to_owned(), date);
             let days = days.map_or_else(|| "unknown".to_owned(), |d| d.to_string());
-            println!("{login}\tobtained {}\texpires {}\t{days} days left", show(obtained), show(expires));
+            let client = direct.as_ref().and_then(|check| check.client_login()).unwrap_or("-");
+            let status = direct.as_ref().map_or_else(|| "unchecked".to_owned(), |check| check.status());
+            println!(
+                "{login}\tclient {client}\tobtained {}\texpires {}\t{days} days left\tdirect {status}",
+                show(obtained),
+                show(expires)
+            );
         }
     }
     ExitCode::SUCCESS
@@ -518,7 +567,7 @@ fn check(config: &Config) -> ExitCode {
 fn refresh(config: &Config) -> Result<(), Failure> {
     let store = token_store(config);
     let targets = if config.all {
-        stored_tokens(&store)?
+        stored_tokens(&store).map_err(Failure::runtime)?
     } else if let Some(login) = &config.login {
         vec![(login.clone(), store.account_path(login))]
     } else {
@@ -537,10 +586,12 @@ fn refresh(config: &Config) -> Result<(), Failure> {
     })?;
     let oauth = app::oauth_client(config, app::read_secret(secret_file).map_err(Failure::config)?)
         .map_err(Failure::config)?;
+    let tls = tls::ClientTls::deferred(config.ca_file.as_deref()).map_err(Failure::config)?;
+    let direct = app::direct_client(config, tls);
     let runtime = runtime()?;
     let mut failed = 0;
     for (label, path) in targets {
-        match refresh_one(&store, &oauth, &runtime, config, &path) {
+        match refresh_one(&store, &oauth, direct.as_ref(), &runtime, config, &path) {
             Ok(Some(days)) => crate::info!("{label}: refreshed, expires in {days} days"),
             Ok(None) => crate::info!("{label}: not due (expires later than --if-expires-within)"),
             Err(err) => {
@@ -559,6 +610,7 @@ fn refresh(config: &Config) -> Result<(), Failure> {
 fn refresh_one(
     store: &TokenStore,
     oauth: &OAuthClient,
+    direct: Option<&crate::direct::DirectClient>,
     runtime: &tokio::runtime::Runtime,
     config: &Config,
     path: &std::path::Path,
@@ -595,6 +647,19 @@ fn refresh_one(
                 map.insert(field.into(), value.clone());
             }
         }
+    }
+    // Whether Direct still accepts it (never a reason not to store it).
+    if let Some(direct) = direct {
+        let access_token = new_doc["access_token"].as_str().unwrap_or("").to_owned();
+        let check = runtime.block_on(direct.check(&access_token, now_unix()));
+        if !check.usable() {
+            crate::warn!(
+                "{}: {}",
+                doc.get("login").and_then(|l| l.as_str()).unwrap_or("token.json"),
+                check.advice()
+            );
+        }
+        new_doc["direct"] = check.to_json();
     }
     let login = doc.get("login").and_then(|l| l.as_str()).filter(|l| crate::config::valid_login(l));
     let write_error =

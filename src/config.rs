@@ -22,6 +22,8 @@ pub enum Command {
     Serve,
     /// Trade the stored refresh token for a new token.
     Refresh,
+    /// Ask the Direct API about each stored token now.
+    Status,
     /// Print the stored access token.
     Show,
     /// Validate the configuration and exit.
@@ -41,6 +43,7 @@ impl Command {
         Some(match name {
             "serve" => Command::Serve,
             "refresh" => Command::Refresh,
+            "status" => Command::Status,
             "show" => Command::Show,
             "check" => Command::Check,
             "demo" => Command::Demo,
@@ -203,6 +206,27 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "Yandex ID endpoint that says whose token it is (?format=json is added)",
     },
     OptionSpec {
+        flag: "direct-url",
+        env: "YANDEX_TOKEN_DIRECT_URL",
+        value: "URL",
+        default: "https://api.direct.yandex.com/json/v5/",
+        help: "the Direct API, asked (clients.get) whether it accepts each new token and as which client login",
+    },
+    OptionSpec {
+        flag: "direct-sandbox",
+        env: "YANDEX_TOKEN_DIRECT_SANDBOX",
+        value: "",
+        default: "off",
+        help: "check tokens against Direct's sandbox, https://api-sandbox.direct.yandex.com/json/v5/",
+    },
+    OptionSpec {
+        flag: "direct-check",
+        env: "YANDEX_TOKEN_DIRECT_CHECK",
+        value: "",
+        default: "on; --direct-check=false for tokens of other Yandex APIs",
+        help: "check every new or refreshed token with the Direct API",
+    },
+    OptionSpec {
         flag: "allow-login",
         env: "YANDEX_TOKEN_ALLOW_LOGINS",
         value: "LOGIN",
@@ -221,7 +245,14 @@ pub const OPTIONS: &[OptionSpec] = &[
         env: "YANDEX_TOKEN_LOGIN",
         value: "LOGIN",
         default: "none: token.json, the most recent token",
-        help: "refresh, show: the account to act on",
+        help: "refresh, show, status: the account to act on",
+    },
+    OptionSpec {
+        flag: "env",
+        env: "YANDEX_TOKEN_SHOW_ENV",
+        value: "",
+        default: "off",
+        help: "show: YANDEX_DIRECT_TOKEN=… and YANDEX_DIRECT_LOGIN=… lines, for eval or EnvironmentFile=",
     },
     OptionSpec {
         flag: "login-hint",
@@ -256,7 +287,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         env: "YANDEX_TOKEN_REFRESH_ALL",
         value: "",
         default: "off",
-        help: "refresh: every stored account",
+        help: "refresh, status: every stored account",
     },
     OptionSpec {
         flag: "if-expires-within",
@@ -270,7 +301,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         env: "YANDEX_TOKEN_JSON",
         value: "",
         default: "off",
-        help: "list: JSON instead of lines",
+        help: "list, status: JSON instead of lines",
     },
     OptionSpec {
         flag: "metrics-listen",
@@ -465,8 +496,12 @@ pub struct Config {
     pub all: bool,
     /// `refresh --if-expires-within DAYS`, in seconds.
     pub if_expires_within: Option<u64>,
-    /// `list --json`.
+    /// `list --json`, `status --json`.
     pub json: bool,
+    /// The Direct API's base URL (`…/json/v5/`), when tokens are checked there.
+    pub direct_url: Option<Endpoint>,
+    /// `show --env`.
+    pub env: bool,
     /// `login --login-hint`.
     pub login_hint: Option<String>,
     /// `login --force-confirm`.
@@ -728,6 +763,19 @@ fn build(
         None => Vec::new(),
     };
     let allow_any_login = switch(raw("allow-any-login"))?;
+    let direct_check = match raw("direct-check") {
+        None => true,
+        some => switch(some)?,
+    };
+    let direct_url = match (raw("direct-url"), switch(raw("direct-sandbox"))?) {
+        (Some((source, _)), true) => {
+            return Err(ConfigError(format!("{source} and --direct-sandbox: give one of them")));
+        }
+        (Some((source, value)), false) => parse_base_url(&source, &value)?,
+        (None, true) => parse_base_url("--direct-sandbox", crate::direct::SANDBOX)?,
+        (None, false) => parse_base_url("--direct-url", crate::direct::PRODUCTION)?,
+    };
+    let direct_url = direct_check.then_some(direct_url);
     if allow_any_login && !allow_logins.is_empty() {
         return Err(ConfigError(
             "--allow-login and --allow-any-login contradict each other: give one of them".to_owned(),
@@ -821,6 +869,8 @@ fn build(
         all: switch(raw("all"))?,
         if_expires_within,
         json: switch(raw("json"))?,
+        direct_url,
+        env: switch(raw("env"))?,
         login_hint,
         force_confirm: switch(raw("force-confirm"))?,
         device_id,
@@ -993,10 +1043,11 @@ pub fn parse_size(text: &str) -> Option<usize> {
 /// Whether `login` looks like a Yandex login: letters, digits, `.` and
 /// `-`, not starting with a dot. It also becomes a file name, so nothing else.
 pub fn valid_login(login: &str) -> bool {
+    // Yandex ID may name an account by its whole e-mail address.
     !login.is_empty()
-        && login.len() <= 64
-        && !login.starts_with('.')
-        && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        && login.len() <= 100
+        && !login.starts_with(['.', '@'])
+        && login.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@'))
 }
 
 /// A switch's value: given as a flag, or `1`/`true`/`yes` (`0`/`false`/`no`) in the environment.
@@ -1017,6 +1068,15 @@ fn parse_addr(source: &str, value: &str) -> Result<SocketAddr, ConfigError> {
             "{source}: {value:?} is not an IP address and port such as 0.0.0.0:443 or [::]:443"
         ))
     })
+}
+
+/// An `https://` base URL ending in `/` (one is added).
+fn parse_base_url(source: &str, value: &str) -> Result<Endpoint, ConfigError> {
+    let mut base = value.to_owned();
+    if !base.ends_with('/') {
+        base.push('/');
+    }
+    Endpoint::parse(&base).map_err(|why| ConfigError(format!("{source}: {value:?} {why}")))
 }
 
 fn parse_oauth_url(source: &str, value: &str) -> Result<(String, Endpoint), ConfigError> {
@@ -1042,7 +1102,8 @@ pub fn help_text() -> String {
         "  show      print the stored access_token alone; exit 1 when there is none\n",
         "  check     validate the configuration and exit 0 or 1\n",
         "  demo      run the whole flow on https://localhost:8443 against a built-in stand-in for Yandex\n",
-        "  list      one line per stored account: login, obtained, expires, days left\n",
+        "  list      one line per stored account: login, client login, expires, days left, Direct status\n",
+        "  status    ask the Direct API about each stored token now; exit 1 if any is unusable\n",
         "  login     the pasted-code flow in a terminal: print the authorize URL, read the code Yandex shows\n",
         "            from stdin; no domain, certificate or open port needed\n",
         "  device    the device flow: show a code to enter at Yandex's device page, wait for Allow.\n",

@@ -85,6 +85,7 @@ impl Provider {
             (&Method::POST, "device") => self.device_decide(request).await,
             (&Method::POST, "token") => Ok(self.token(request).await),
             (&Method::GET, "info") => Ok(info(&request)),
+            (&Method::POST, "direct/json/v5/clients") => Ok(direct_clients(&request)),
             (&Method::POST, "revoke_token") => Ok(json_response(StatusCode::OK, &json!({}))),
             (_, "authorize" | "decide" | "verification_code") => Err(AppError::MethodNotAllowed("GET")),
             (_, "token" | "device/code") => Err(AppError::MethodNotAllowed("POST")),
@@ -399,6 +400,28 @@ fn info(request: &Request<Incoming>) -> Response<Body> {
         json_response(StatusCode::OK, &json!({ "login": "demo-user", "id": "1000001" }))
     } else {
         json_response(StatusCode::UNAUTHORIZED, &json!({ "error": "unauthorized" }))
+    }
+}
+
+/// The Direct API's `clients.get` for demo tokens: client `demo-user`; any
+/// other token gets Direct's error 53, as a revoked one would.
+fn direct_clients(request: &Request<Incoming>) -> Response<Body> {
+    let authorized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.starts_with("Bearer demo-"));
+    if authorized {
+        json_response(
+            StatusCode::OK,
+            &json!({"result": {"Clients": [{"Login": "demo-user", "ClientId": 1000001}]}}),
+        )
+    } else {
+        json_response(
+            StatusCode::OK,
+            &json!({"error": {"request_id": "0", "error_code": 53, "error_string": "Authorization error",
+                              "error_detail": "Invalid OAuth token"}}),
+        )
     }
 }
 

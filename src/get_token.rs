@@ -256,6 +256,7 @@ async fn finish(app: &App, headers: &HeaderMap, code: &str, state: &str) -> Resu
         store: &app.store,
         allow_logins: &app.allow_logins,
         metrics: &app.metrics,
+        direct: app.direct.as_ref(),
     };
     let doc = keep(keeper, token).await.map_err(|err| err.ending_flow(clear_cookie.clone()))?;
     let mut response = answer(headers, doc);
@@ -285,9 +286,12 @@ fn answer(headers: &HeaderMap, mut doc: serde_json::Value) -> Response<Body> {
             doc.get("obtained_at").and_then(serde_json::Value::as_u64).unwrap_or_else(now_unix) + lifetime;
         (crate::commands::date(at), lifetime / 86_400)
     });
+    let direct =
+        doc.get("direct").and_then(crate::direct::DirectCheck::from_json).map(|check| check.advice());
     crate::pages::token_stored(
         doc.get("login").and_then(serde_json::Value::as_str),
         expires,
+        direct.as_deref(),
         doc.get("access_token").and_then(serde_json::Value::as_str).unwrap_or(""),
     )
 }

@@ -121,6 +121,27 @@ impl Metrics {
     }
 }
 
+/// The stored tokens by Direct status (`ok`, `error_58`, `unreachable`,
+/// `unchecked`), read from the accounts' files: never a login.
+pub fn direct_tokens(store: &crate::token_store::TokenStore) -> String {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, doc) in store.accounts().unwrap_or_default() {
+        let label = doc
+            .get("direct")
+            .and_then(crate::direct::DirectCheck::from_json)
+            .map_or_else(|| "unchecked".to_owned(), |check| check.label());
+        *counts.entry(label).or_default() += 1;
+    }
+    let mut out = String::from(
+        "# HELP yandex_token_direct_tokens Stored tokens by what the Direct API last said of them.\n\
+         # TYPE yandex_token_direct_tokens gauge\n",
+    );
+    for (status, count) in counts {
+        writeln!(out, "yandex_token_direct_tokens{{status=\"{status}\"}} {count}").ok();
+    }
+    out
+}
+
 /// The `notAfter` of a DER X.509 certificate, as a Unix time.
 pub fn not_after(cert: &[u8]) -> Option<i64> {
     validity(cert).map(|(_, not_after)| not_after)

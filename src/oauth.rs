@@ -65,6 +65,16 @@ impl Endpoint {
         &self.path
     }
 
+    /// The endpoint `name` under this one (whose path ends in `/`).
+    pub fn join(&self, name: &str) -> Endpoint {
+        let mut path = self.path.clone();
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        path.push_str(name);
+        Endpoint { path, ..self.clone() }
+    }
+
     fn server_name(&self) -> ServerName<'static> {
         ServerName::try_from(self.host.clone()).expect("checked in Endpoint::parse")
     }

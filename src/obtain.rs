@@ -1,12 +1,14 @@
 //! What every way of logging in does once Yandex has issued a token: ask
 //! Yandex ID whose it is, apply `--allow-login`, and store it. The callback,
 //! the pasted code (page and `login`) and the device flow all end in
-//! [`keep`], so they cannot drift apart.
+//! [`keep`], so they cannot drift apart. Each kept token is also checked
+//! with the Direct API ([`crate::direct`]).
 
 use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::direct::DirectClient;
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::oauth::{OAuthClient, Token};
@@ -24,6 +26,8 @@ pub struct Keeper<'a> {
     pub allow_logins: &'a [String],
     /// Counts the lookup's latency and the stored token.
     pub metrics: &'a Metrics,
+    /// Asks the Direct API about the token; `None` with `--direct-check=false`.
+    pub direct: Option<&'a DirectClient>,
 }
 
 /// Looks the account up, applies the allow-list and stores the token
@@ -53,7 +57,16 @@ pub async fn keep(keeper: Keeper<'_>, token: Token) -> Result<Value, AppError> {
             }
         }
     }
+    // Before storing, so the account's file says whether Direct accepts
+    // the token; a failed check is stored as such, never a failed store.
+    let direct = match keeper.direct {
+        Some(direct) => Some(direct.check(token.access_token(), crate::token_store::now_unix()).await),
+        None => None,
+    };
     let mut doc = TokenStore::document(token);
+    if let Some(check) = &direct {
+        doc["direct"] = check.to_json();
+    }
     let login = match &account {
         Ok(account) => {
             doc["login"] = account.login.clone().into();

@@ -77,6 +77,7 @@ pub fn paste_form(authorize_url: &str, state: &str) -> Response<Body> {
 pub fn token_stored(
     login: Option<&str>,
     expires: Option<(String, u64)>,
+    direct: Option<&str>,
     access_token: &str,
 ) -> Response<Body> {
     let whose = match login {
@@ -87,12 +88,15 @@ pub fn token_stored(
         Some((date, days)) => format!("<p>It expires on <b id=\"expires\">{date}</b>, in {days} days.</p>\n"),
         None => String::new(),
     };
+    let direct = direct
+        .map(|advice| format!("<p class=\"note\" id=\"direct\">Direct API: {}.</p>\n", html_escape(advice)))
+        .unwrap_or_default();
     let show = match login {
         Some(login) => format!("yandex-token show --login {}", html_escape(login)),
         None => "yandex-token show".to_owned(),
     };
     let body = format!(
-        "<h1>Token stored</h1>\n{whose}{expiry}\
+        "<h1>Token stored</h1>\n{whose}{expiry}{direct}\
          <p><label for=\"token\">Access token (select it and copy):</label>\n\
          <input id=\"token\" type=\"text\" readonly value=\"{}\" autocomplete=\"off\" spellcheck=\"false\"></p>\n\
          <p>Scripts on the server get it with:</p>\n<p class=\"note\"><code id=\"show\">{show}</code></p>\n",

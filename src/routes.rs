@@ -54,7 +54,9 @@ pub fn metrics(request: &Request<Incoming>, app: &App) -> Response<Body> {
     let started = Instant::now();
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
-            let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
+            let mut text = app.metrics.render();
+            text.push_str(&crate::metrics::direct_tokens(&app.store));
+            let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

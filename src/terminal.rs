@@ -73,6 +73,7 @@ fn finish(outcome: Result<String, Stop>) -> ExitCode {
 /// anchors), the store and a runtime.
 struct Parts {
     oauth: OAuthClient,
+    direct: Option<crate::direct::DirectClient>,
     store: TokenStore,
     runtime: tokio::runtime::Runtime,
 }
@@ -83,12 +84,15 @@ fn parts(config: &Config) -> Result<Parts, Stop> {
     })?;
     let secret = app::read_secret(secret_file).map_err(|err| Stop::config(err.to_string()))?;
     let oauth = app::oauth_client(config, secret).map_err(|err| Stop::config(err.to_string()))?;
+    let tls = crate::tls::ClientTls::deferred(config.ca_file.as_deref())
+        .map_err(|err| Stop::config(err.to_string()))?;
+    let direct = app::direct_client(config, tls);
     let store = TokenStore::new(config.token_dir.clone().unwrap_or_else(|| "tokens".into()));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| Stop::failed(format!("cannot start the async runtime: {err}")))?;
-    Ok(Parts { oauth, store, runtime })
+    Ok(Parts { oauth, direct, store, runtime })
 }
 
 fn run_login(config: &Config) -> Result<String, Stop> {
@@ -272,6 +276,7 @@ fn store(config: &Config, parts: &Parts, token: Token) -> Result<String, Stop> {
         store: &parts.store,
         allow_logins: &config.allow_logins,
         metrics: &metrics,
+        direct: parts.direct.as_ref(),
     };
     match parts.runtime.block_on(keep(keeper, token)) {
         Ok(doc) => Ok(summary(&parts.store, &doc)),
@@ -302,8 +307,13 @@ fn summary(store: &TokenStore, doc: &Value) -> String {
             format!("; it expires on {} ({} days)", crate::commands::date(at), lifetime / 86_400)
         })
         .unwrap_or_default();
+    let direct = doc
+        .get("direct")
+        .and_then(crate::direct::DirectCheck::from_json)
+        .map(|check| format!("\n{}", check.advice()))
+        .unwrap_or_default();
     format!(
-        "stored the token of {} in {}{expiry}",
+        "stored the token of {} in {}{expiry}{direct}",
         login.unwrap_or("an account Yandex ID did not name"),
         file.display()
     )

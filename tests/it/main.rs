@@ -7,6 +7,7 @@ mod accounts;
 #[cfg(feature = "acme")]
 mod acme;
 mod cli;
+mod direct_api;
 mod e2e_curl;
 mod get_token_flow;
 mod hostile;

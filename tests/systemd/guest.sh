@@ -24,6 +24,7 @@ YANDEX_TOKEN_CA_FILE=/run/fake-yandex/demo-cert.pem
 YANDEX_TOKEN_REDIRECT_URI=https://localhost/get_token
 YANDEX_TOKEN_LOGIN_URL=https://localhost:8443/demo/oauth/info
 YANDEX_TOKEN_ALLOW_LOGINS=demo-user
+YANDEX_TOKEN_DIRECT_URL=https://localhost:8443/demo/oauth/direct/json/v5/
 ENV
 
 # The fake Yandex: `demo` with the app's credentials, ready when it says so.
@@ -82,10 +83,12 @@ echo "ok: systemctl stop exits cleanly"
 
 [ "$(stat -c '%a %U' /var/lib/yandex-token/accounts/demo-user.json)" = "600 yandex-token" ] ||
     fail "no accounts/demo-user.json"
-before=$(cat /var/lib/yandex-token/accounts/demo-user.json)
+token_of() { grep -o '"access_token": *"[^"]*"' /var/lib/yandex-token/accounts/demo-user.json; }
+before=$(token_of)
 systemctl start yandex-token-refresh.service || fail "the refresh service failed"
-[ "$(cat /var/lib/yandex-token/accounts/demo-user.json)" = "$before" ] ||
-    fail "a token a year from expiry was refreshed"
+[ "$(token_of)" = "$before" ] || fail "a token a year from expiry was refreshed"
+grep -q '"status": "ok"' /var/lib/yandex-token/accounts/demo-user.json ||
+    fail "status did not record the Direct check: $(cat /var/lib/yandex-token/accounts/demo-user.json)"
 systemctl enable --now yandex-token-refresh.timer >/dev/null 2>&1 || fail "the timer"
 systemctl is-active --quiet yandex-token-refresh.timer || fail "the timer is not active"
 echo "ok: the refresh service runs (nothing due) and its timer is active"

@@ -41,6 +41,18 @@ struct Grant {
     used: bool,
 }
 
+/// How the fake Direct API's `clients.get` answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirectMode {
+    /// The client login: the account's login before any `@`.
+    Ok,
+    /// Direct's error JSON with this code (HTTP 200, as Direct sends it).
+    Error(i64),
+    Status500,
+    Garbage,
+    Slow(Duration),
+}
+
 /// Where a device flow stands, as the user left it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceStatus {
@@ -94,6 +106,9 @@ pub struct FakeState {
     pub device_slow_downs: AtomicU64,
     /// The forms `device/code` received.
     pub device_requests: Mutex<Vec<HashMap<String, String>>>,
+    /// How the Direct API answers, and how often it was asked.
+    pub direct_mode: Mutex<DirectMode>,
+    pub direct_calls: AtomicUsize,
 }
 
 pub struct FakeOAuth {
@@ -132,6 +147,8 @@ impl FakeOAuth {
             device_expires_in: AtomicU64::new(300),
             device_slow_downs: AtomicU64::new(0),
             device_requests: Mutex::new(Vec::new()),
+            direct_mode: Mutex::new(DirectMode::Ok),
+            direct_calls: AtomicUsize::new(0),
         });
         let pair = yandex_token::tls::load_pair(&pki.cert, &pki.key).unwrap();
         let resolver = Arc::new(yandex_token::tls::CertResolver::new(pair, None));
@@ -217,6 +234,10 @@ async fn handle(request: Request<Incoming>, state: &FakeState) -> Response<Full<
         ("GET", "/verification_code") => verification_code(request.uri().query().unwrap_or("")),
         ("POST", "/device/code") => device_code(request, state).await,
         ("POST", "/device") => device_decide(request, state).await,
+        ("POST", "/direct/json/v5/clients") => {
+            state.direct_calls.fetch_add(1, Ordering::SeqCst);
+            direct_clients(request, state).await
+        }
         ("POST", "/revoke_token") => revoke(request, state).await,
         _ => oauth_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
@@ -417,6 +438,55 @@ fn device_token(device_code: &str, state: &FakeState) -> Response<Full<Bytes>> {
             issue(state, &login)
         }
     }
+}
+
+/// The Direct API's `clients.get`: checks the Bearer token and the body,
+/// then answers as `direct_mode` says, in Direct's JSON.
+async fn direct_clients(request: Request<Incoming>, state: &FakeState) -> Response<Full<Bytes>> {
+    let token = request
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_owned();
+    let english = request.headers().get("accept-language").is_some_and(|v| v == "en");
+    let body = request.into_body().collect().await.unwrap().to_bytes();
+    let asked: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    assert!(english, "Accept-Language: en");
+    assert_eq!(asked["method"], "get", "{asked}");
+    let direct_error = |code: i64, text: &str| {
+        json_reply(
+            StatusCode::OK,
+            json!({"error": {"request_id": "8695244274068608439", "error_code": code,
+                             "error_string": text, "error_detail": ""}}),
+        )
+    };
+    let mode = state.direct_mode.lock().unwrap().clone();
+    match mode {
+        DirectMode::Status500 => {
+            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "down");
+        }
+        DirectMode::Garbage => {
+            return Response::builder().status(200).body(Full::new(Bytes::from_static(b"<html>"))).unwrap();
+        }
+        DirectMode::Slow(delay) => tokio::time::sleep(delay).await,
+        DirectMode::Error(code) => {
+            let text = match code {
+                53 => "Authorization error",
+                58 => "Incomplete registration",
+                513 => "Your login is not connected to Yandex Direct",
+                _ => "Error",
+            };
+            return direct_error(code, text);
+        }
+        DirectMode::Ok => {}
+    }
+    let Some(login) = state.owners.lock().unwrap().get(&token).cloned() else {
+        return direct_error(53, "Authorization error");
+    };
+    let client = login.split('@').next().unwrap().to_owned();
+    json_reply(StatusCode::OK, json!({"result": {"Clients": [{"Login": client, "ClientId": 4242}]}}))
 }
 
 /// A new token pair for `login`, recorded for `/info` and refresh.

@@ -46,6 +46,8 @@ pub fn flags_for(pki: &TestPki, oauth_url: &str, secret: &str, dir: &std::path::
         dir.join("tokens").display().to_string(),
         "--login-url".into(),
         format!("{oauth_url}info"),
+        "--direct-url".into(),
+        format!("{oauth_url}direct/json/v5/"),
         // The servers of most tests keep any account's token on purpose;
         // tests of --allow-login take this out.
         "--allow-any-login".into(),
