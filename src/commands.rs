@@ -414,18 +414,12 @@ pub(crate) fn expires_at(doc: &serde_json::Map<String, serde_json::Value>) -> Op
     obtained.checked_add(lifetime)
 }
 
-/// `YYYY-MM-DD` of a Unix time (UTC), by the civil-from-days algorithm.
+/// `YYYY-MM-DD` of a Unix time (UTC).
 pub fn date(unix: u64) -> String {
-    let days = (unix / 86_400) as i64 + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    i64::try_from(unix)
+        .ok()
+        .and_then(|unix| time::OffsetDateTime::from_unix_timestamp(unix).ok())
+        .map_or_else(|| "9999-12-31".to_owned(), |moment| moment.date().to_string())
 }
 
 /// The accounts `list` and `refresh --all` act on: every `accounts/*.json`,

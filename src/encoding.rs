@@ -1,60 +1,47 @@
-//! The small text encodings the flow needs, written once and tested here:
-//! base64 (standard for PEM, URL-safe for PKCE and random values),
-//! percent-encoding, `application/x-www-form-urlencoded` query and form
-//! parsing, and `Cookie` header lookup. Every parser rejects what it cannot
-//! represent exactly (bad `%` escapes, non-UTF-8, duplicates) instead of
-//! guessing.
+//! The small text encodings the flow needs, in one place: base64 (the
+//! `base64` crate: standard for PEM, URL-safe for PKCE, cookies and random
+//! values), percent-encoding (the `percent-encoding` crate), and by hand
+//! the strict `application/x-www-form-urlencoded` query and form parser and
+//! the `Cookie` header lookup: the crates accept bad `%` escapes and
+//! duplicate parameters, which these refuse instead of guessing.
 
 use std::fmt;
 
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-/// Base64 with the standard alphabet and `=` padding (RFC 4648 §4), for PEM.
+/// What [`percent_encode`] leaves as it is: RFC 3986's unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Base64 with the standard alphabet and `=` padding (RFC 4648 §4), for PEM
+/// and CSP hashes.
 pub fn base64_standard(bytes: &[u8]) -> String {
-    base64_with(bytes, STANDARD, true)
+    STANDARD.encode(bytes)
 }
 
 /// Base64url without padding (RFC 4648 §5), as PKCE (RFC 7636 §4.2) wants.
 pub fn base64_url(bytes: &[u8]) -> String {
-    base64_with(bytes, URL_SAFE, false)
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn base64_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = vec![0; base64_len(bytes.len(), pad)];
-    base64_into(bytes, alphabet, pad, &mut out);
-    String::from_utf8(out).expect("the alphabet is ASCII")
+/// Decodes unpadded base64url; `None` on any other character or length.
+pub fn decode_base64_url(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text).ok()
 }
 
 /// Appends `bytes` as unpadded base64url to `out`.
 pub fn base64_url_append(bytes: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + base64_len(bytes.len(), false), 0);
-    base64_into(bytes, URL_SAFE, false, &mut out[start..]);
+    URL_SAFE_NO_PAD.encode_slice(bytes, &mut out[start..]).expect("sized by base64_len");
 }
 
 /// The length of `n` bytes in base64, with or without `=` padding.
 pub const fn base64_len(n: usize, pad: bool) -> usize {
-    if pad { n.div_ceil(3) * 4 } else { (n * 4).div_ceil(3) }
-}
-
-/// Encodes `bytes` into `out`, which is [`base64_len`] long.
-fn base64_into(bytes: &[u8], alphabet: &[u8; 64], pad: bool, out: &mut [u8]) {
-    debug_assert_eq!(out.len(), base64_len(bytes.len(), pad));
-    let sextet = |n: u32, shift: u32| alphabet[((n >> shift) & 63) as usize];
-    let full = bytes.len() / 3;
-    // Exact chunks on both sides: no bounds checks in the loop.
-    for (group, quad) in bytes.chunks_exact(3).zip(out.chunks_exact_mut(4)) {
-        let n = (u32::from(group[0]) << 16) | (u32::from(group[1]) << 8) | u32::from(group[2]);
-        quad.copy_from_slice(&[sextet(n, 18), sextet(n, 12), sextet(n, 6), sextet(n, 0)]);
-    }
-    if let [first, rest @ ..] = &bytes[3 * full..] {
-        let second = rest.first().copied().unwrap_or(0);
-        let n = (u32::from(*first) << 16) | (u32::from(second) << 8);
-        let third = if rest.is_empty() { b'=' } else { sextet(n, 6) };
-        // Unpadded, the end is two or three characters long; padded, four.
-        let end = &mut out[4 * full..];
-        end.copy_from_slice(&[sextet(n, 18), sextet(n, 12), third, b'='][..end.len()]);
+    match base64::encoded_len(n, pad) {
+        Some(len) => len,
+        None => panic!("base64 length overflows usize"),
     }
 }
 
@@ -70,7 +57,7 @@ impl UrlSafe32 {
     /// The encoding of `bytes`.
     pub fn encode(bytes: &[u8; 32]) -> UrlSafe32 {
         let mut text = [0; UrlSafe32::LEN];
-        base64_into(bytes, URL_SAFE, false, &mut text);
+        URL_SAFE_NO_PAD.encode_slice(bytes, &mut text).expect("43 characters hold 32 bytes");
         UrlSafe32(text)
     }
 
@@ -174,26 +161,7 @@ fn hex_value(b: u8) -> Option<u8> {
 /// Percent-encodes everything but RFC 3986 unreserved characters, which is
 /// safe both in a URL query and in a form body.
 pub fn percent_encode(input: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    out.reserve(input.len());
-    // Runs of unreserved bytes are copied whole. A run is ASCII, so it
-    // starts and ends on character boundaries.
-    let mut run = 0;
-    for (i, &b) in input.as_bytes().iter().enumerate() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            continue;
-        }
-        if run < i {
-            out.push_str(&input[run..i]);
-        }
-        out.push('%');
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
-        run = i + 1;
-    }
-    if run < input.len() {
-        out.push_str(&input[run..]);
-    }
+    out.extend(utf8_percent_encode(input, UNRESERVED));
 }
 
 /// Builds `k1=v1&k2=v2` with every key and value percent-encoded.

@@ -201,17 +201,12 @@ fn parse_time(tag: u8, text: &str) -> Option<i64> {
         (0x18, 14) => (digits[..4].parse().ok()?, &digits[4..]),
         _ => return None,
     };
-    let field = |i: usize| rest.get(i..i + 2)?.parse::<i64>().ok();
+    let field = |i: usize| rest.get(i..i + 2)?.parse::<u8>().ok();
     let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+    let date = time::Date::from_calendar_date(i32::try_from(year).ok()?, time::Month::try_from(month).ok()?, day)
+        .ok()?;
+    let moment = date.with_hms(hour, minute, second).ok()?;
+    Some(moment.assume_utc().unix_timestamp())
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, MAX_TAG_LEN, NONCE_LEN, Nonce, UnboundKey};
 
-use crate::encoding::{UrlSafe32, base64_len, base64_url_append};
+use crate::encoding::{UrlSafe32, base64_len, base64_url_append, decode_base64_url};
 use crate::secret::Secret;
 
 /// Every flow cookie's name starts with this.
@@ -272,33 +272,6 @@ pub fn clear_for_state(state: &str) -> String {
 /// The `Set-Cookie` value that removes the flow cookie `name`.
 fn clear(name: &str) -> String {
     format!("{name}={}", attributes(0))
-}
-
-/// Decodes unpadded base64url; `None` on any other character.
-fn decode_base64_url(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        } as u32)
-    };
-    if text.len() % 4 == 1 || text.len() > 4096 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.as_bytes().chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= value(*c)? << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
 }
 
 #[cfg(test)]
