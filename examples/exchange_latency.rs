@@ -14,8 +14,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use yandex_token::oauth::{ClientLimits, Endpoint, OAuthClient};
-use yandex_token::secret::Secret;
+use yandex_token::oauth::{ClientLimits, OAuthClient};
+use yandex_token::util::endpoint::Endpoint;
+use yandex_token::util::secret::Secret;
 
 const ANSWER: &str =
     r#"{"token_type":"bearer","access_token":"y0_bench","expires_in":31536000,"refresh_token":"1:r"}"#;

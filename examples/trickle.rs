@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use yandex_token::tls_stream::TlsStream;
+use yandex_token::tls::stream::TlsStream;
 
 /// A transport that yields `bytes` one per read and swallows writes.
 struct OneByteAtATime {

@@ -1,38 +1,32 @@
 //! `yandex-token`: gets a Yandex OAuth token for the Direct API with one
-//! small HTTPS server, replacing the nginx + Flask example from Yandex's docs.
+//! small HTTPS server (or at a terminal), replacing the nginx + Flask
+//! example from Yandex's docs.
 //!
-//! Data flows listener → TLS ([`tls`]) → hyper ([`server`]) → [`routes`] →
-//! [`get_token`] (flows in [`pending`]) → [`oauth`] → [`token_store`].
-//! [`config`] parses the command line once; [`commands`] runs each command;
-//! [`demo`] is the stand-in provider for `yandex-token demo`.
+//! The folders are floors; each imports only from the floors below it:
+//!
+//! - [`util`]: encodings, secrets and randomness, time, the logger, errors
+//!   at start, endpoints, `sd_notify`, counters.
+//! - [`config`]: the option table, parsing, validation, help: plain data.
+//! - [`tls`]: the crypto provider, certificates, the server's TLS stream,
+//!   the ACME challenge certificates.
+//! - [`oauth`]: Yandex OAuth (PKCE, the token client, the flow cookie, the
+//!   device flow) and the Direct API check.
+//! - [`store`]: `token.json` and `accounts/`, and [`store::keep`], where
+//!   every way of logging in ends.
+//! - [`http`]: listeners, connections, the router, the handlers, and
+//!   errors turned into responses.
+//! - [`ops`]: socket activation, signals, ACME.
+//! - [`commands`]: one function per command; `main.rs` calls [`commands::run`].
+//!
+//! A request flows listener → TLS ([`tls::stream`]) → connection
+//! ([`http::server`]) → router ([`http::router`]) → handler
+//! ([`http::get_token`]) → OAuth client ([`oauth`]) → store ([`store`]).
 
-#[cfg(feature = "acme")]
-pub mod acme;
-pub mod app;
-pub mod challenge;
 pub mod commands;
 pub mod config;
-pub mod connections;
-pub mod demo;
-pub mod direct;
-pub mod encoding;
-pub mod error;
-pub mod exchanges;
-pub mod get_token;
-pub mod log;
-pub mod log_bridge;
-pub mod metrics;
+pub mod http;
 pub mod oauth;
-pub mod obtain;
-pub mod pages;
-pub mod pending;
-pub mod routes;
-pub mod secret;
-pub mod server;
-pub mod signals;
-pub mod status;
-pub mod systemd;
-pub mod terminal;
+pub mod ops;
+pub mod store;
 pub mod tls;
-pub mod tls_stream;
-pub mod token_store;
+pub mod util;

@@ -200,7 +200,7 @@ async fn metrics_count_flows_and_errors_on_their_own_listener_only() {
     assert!(open >= 1, "{text}");
     let leaf =
         rustls_pki_types::CertificateDer::pem_file_iter(&world.pki.cert).unwrap().next().unwrap().unwrap();
-    let expiry = yandex_token::metrics::not_after(&leaf).unwrap();
+    let expiry = yandex_token::tls::validity::not_after(&leaf).unwrap();
     assert!(text.contains(&format!("yandex_token_certificate_expiry_seconds {expiry}")), "{text}");
     let token = world.fake.state.issued_tokens.lock().unwrap()[0].clone();
     assert!(!text.contains(&token) && !text.contains("test-user"), "metrics expose a token or a login");

@@ -205,9 +205,9 @@ async fn debug_prints_hold_no_secret_state_or_token() {
     let reply = complete_flow(&mut client, &world.server).await;
     let token = reply.json()["access_token"].as_str().unwrap().to_owned();
     assert!(!format!("{:?}", world.server.app).contains(&token));
-    let err = yandex_token::error::AppError::StoreFailed {
+    let err = yandex_token::http::error::AppError::StoreFailed {
         reason: "disk full".into(),
-        token: yandex_token::secret::Secret::new(serde_json::json!({ "access_token": token.clone() })),
+        token: yandex_token::util::secret::Secret::new(serde_json::json!({ "access_token": token.clone() })),
     };
     assert!(!format!("{err:?}").contains(&token), "a token is in an error's Debug");
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use yandex_token::token_store::TokenStore;
+use yandex_token::store::TokenStore;
 
 use crate::support::client::Client;
 use crate::support::fake_oauth::FakeOAuth;

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use yandex_token::app::App;
 use yandex_token::config::{self, Config, Invocation};
-use yandex_token::server::{self, Listeners};
+use yandex_token::http::app::App;
+use yandex_token::http::server::{self, Listeners};
 
 use super::pki::TestPki;
 

@@ -1,0 +1,298 @@
+//! `/get_token`, the whole flow. `GET` without parameters starts a flow: a
+//! 302 to the provider (`--flow callback`) or a page with the link and a
+//! form for the code Yandex shows (`--flow paste`). `GET` with `code` and
+//! `state`, or the form's `POST`, finishes one (check the state, exchange
+//! the code, keep the token, answer with it); `GET` with `error` reports
+//! the user's refusal. The state is always checked before the token
+//! endpoint is called.
+
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use crate::config::Flow;
+use crate::http::app::App;
+use crate::http::error::AppError;
+use crate::http::router::{self, Body, json_response};
+use crate::oauth::Pkce;
+use crate::oauth::pending::{COOKIE_PREFIX, clear_for_state, cookie_name};
+use crate::store::keep::{Keeper, keep};
+use crate::util::encoding::{UrlSafe32, cookie_pairs, pick_params};
+use crate::util::secret::Secret;
+use crate::util::time::now_unix;
+
+/// Yandex refuses a `state` longer than this.
+const MAX_STATE: usize = 1024;
+/// Far above any real authorization code (16 characters today, 7 digits
+/// before); bounds what we forward.
+const MAX_CODE: usize = 4096;
+/// The pasted-code form: a code and a state, with room to spare.
+const MAX_FORM: usize = 8 * 1024;
+
+/// Dispatches on the query: start, callback or refusal.
+pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<Body>, AppError> {
+    let query = request.uri().query().unwrap_or("");
+    let [code, state, error, error_description] =
+        pick_params(query, ["code", "state", "error", "error_description"])
+            .map_err(|err| AppError::BadRequest(format!("bad query string: {err}")))?;
+    // HEAD with a code or a state would finish or spend a flow: only GET may.
+    if request.method() == hyper::Method::HEAD && (code.is_some() || state.is_some()) {
+        return Err(AppError::MethodNotAllowed(if app.flow == Flow::Paste { "GET, POST" } else { "GET" }));
+    }
+    if let Some(state) = &state {
+        if state.len() > MAX_STATE {
+            return Err(AppError::BadState("state is longer than 1024 characters"));
+        }
+    }
+    if let Some(error) = error {
+        if error.is_empty() {
+            return Err(AppError::BadRequest("the error parameter is empty".into()));
+        }
+        // The flow is over either way: spend its state, if it is ours.
+        let denied = AppError::Denied {
+            error: error.chars().take(64).collect(),
+            description: error_description.unwrap_or_default().chars().take(256).collect(),
+        };
+        return Err(match state {
+            Some(state) => {
+                app.pending.take(&state, cookies(request.headers()), now_unix()).ok();
+                denied.ending_flow(clear_for_state(&state))
+            }
+            None => denied,
+        });
+    }
+    match (code, state) {
+        (None, None) if app.flow == Flow::Paste => Ok(paste_page(app, request)),
+        (None, None) => Ok(start(app, request)),
+        // Boxed, so every redirect's future is not as large as the
+        // exchange's (7 KiB) and copied whole with each request.
+        (Some(code), Some(state)) => Box::pin(finish(app, request.headers(), &code, &state)).await,
+        (Some(_), None) => Err(AppError::BadState("the callback has a code but no state")),
+        (None, Some(_)) => Err(AppError::BadRequest("the callback has a state but no code".into())),
+    }
+}
+
+/// The request's cookies, as (name, value).
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    cookie_pairs(headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes))
+}
+
+/// A flow just begun: its state, where the browser goes to allow it, and
+/// the `Set-Cookie` values that bind it to this browser.
+struct Begun {
+    state: UrlSafe32,
+    authorize_url: Vec<u8>,
+    set_cookies: Vec<Vec<u8>>,
+}
+
+/// Begins a flow: a fresh state and PKCE pair, sealed into a cookie for
+/// this browser, and the provider's authorize URL.
+fn begin(app: &App, headers: &HeaderMap) -> Begun {
+    let state = UrlSafe32::random();
+    let pkce = Pkce::generate();
+    let authorize_url = app.oauth.authorize_url(&state, &pkce.challenge);
+    let present: Vec<&str> =
+        cookies(headers).map(|(name, _)| name).filter(|name| name.starts_with(COOKIE_PREFIX)).collect();
+    let (cookie, clears) = app.pending.start(state.as_bytes(), &pkce.verifier, now_unix(), &present);
+    app.metrics.flow_started();
+    let set_cookies = std::iter::once(cookie).chain(clears.into_iter().map(String::into_bytes)).collect();
+    Begun { state, authorize_url, set_cookies }
+}
+
+/// Adds a begun flow's cookies to a response.
+fn add_cookies(response: &mut Response<Body>, set_cookies: Vec<Vec<u8>>) {
+    for cookie in set_cookies {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            HeaderValue::try_from(cookie).expect("base64url cookie is a valid header"),
+        );
+    }
+}
+
+/// Starts a callback flow: a redirect to the provider's authorize page.
+fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
+    let begun = begin(app, request.headers());
+    let mut response = router::response(StatusCode::FOUND, Body::default(), 1 + begun.set_cookies.len());
+    response.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::try_from(begun.authorize_url).expect("percent-encoded URL is a valid header"),
+    );
+    add_cookies(&mut response, begun.set_cookies);
+    response
+}
+
+/// Starts a pasted-code flow: a page with the link to the authorize page
+/// and the form the code goes into, or for a client that asks for JSON
+/// `{"authorize_url", "state"}` to post back itself.
+fn paste_page(app: &App, request: &Request<Incoming>) -> Response<Body> {
+    let begun = begin(app, request.headers());
+    let authorize_url = String::from_utf8(begun.authorize_url).expect("the authorize URL is ASCII");
+    let wants_json = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("application/json"));
+    let mut response = if wants_json {
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "authorize_url": authorize_url, "state": begun.state.as_str() }),
+        )
+    } else {
+        crate::http::pages::paste_form(&authorize_url, begun.state.as_str())
+    };
+    add_cookies(&mut response, begun.set_cookies);
+    response
+}
+
+/// `POST /get_token` in `paste` mode: the form with the pasted `code` and
+/// the flow's `state`. Refused before anything is read when it comes from
+/// another site or is not a small form; then handled exactly as a callback.
+pub async fn submit(request: Request<Incoming>, app: &App) -> Result<Response<Body>, AppError> {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_FORM as u64) {
+        return Err(AppError::PayloadTooLarge(MAX_FORM));
+    }
+    // The body is read before any answer, so every answer reaches an
+    // HTTP/2 client that is still sending; its time is the header's.
+    let form = tokio::time::timeout(app.limits.header_read_timeout, Limited::new(body, MAX_FORM).collect())
+        .await
+        .map_err(|_| AppError::RequestTimeout)?
+        .map_err(|err| {
+            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                AppError::PayloadTooLarge(MAX_FORM)
+            } else {
+                AppError::BadRequest("the form body could not be read".into())
+            }
+        })?
+        .to_bytes();
+    check_same_origin(&parts.headers, parts.uri.authority().map(hyper::http::uri::Authority::as_str))?;
+    let media_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    if media_type.as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(AppError::UnsupportedMediaType("application/x-www-form-urlencoded"));
+    }
+    let form =
+        std::str::from_utf8(&form).map_err(|_| AppError::BadRequest("the form body is not UTF-8".into()))?;
+    let [code, state] = pick_params(form, ["code", "state"])
+        .map_err(|err| AppError::BadRequest(format!("bad form body: {err}")))?;
+    let state = state.ok_or(AppError::BadState("the form has no state: start again at /get_token"))?;
+    if state.len() > MAX_STATE {
+        return Err(AppError::BadState("state is longer than 1024 characters"));
+    }
+    let code = code.ok_or_else(|| AppError::BadRequest("the form has no code".into()))?;
+    Box::pin(finish(app, &parts.headers, &code, &state)).await
+}
+
+/// Refuses a form posted from another site (CSRF defence in depth; the
+/// `SameSite=Lax` flow cookie is not sent cross-site either). Browsers send
+/// `Sec-Fetch-Site`; older ones `Origin`, which is `null` under our
+/// `Referrer-Policy: no-referrer`. curl sends neither.
+fn check_same_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(), AppError> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => Ok(()),
+            _ => Err(AppError::CrossSite),
+        };
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else {
+        return Ok(());
+    };
+    if origin == "null" {
+        return Ok(());
+    }
+    // HTTP/2 carries the host as :authority, which hyper puts in the URI.
+    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).or(authority);
+    match (origin.strip_prefix("https://"), host) {
+        (Some(origin_host), Some(host)) if origin_host.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err(AppError::CrossSite),
+    }
+}
+
+/// Finishes a flow: the code's shape, then the state, then exchange,
+/// keep and answer. The code is checked first so that a bad paste does not
+/// spend the flow; the token endpoint is called only after the state.
+async fn finish(app: &App, headers: &HeaderMap, code: &str, state: &str) -> Result<Response<Body>, AppError> {
+    let code = code.trim();
+    if code.is_empty() || code.len() > MAX_CODE || !code.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::BadRequest(
+            "the code is empty, too long or not printable ASCII: paste the code Yandex showed".into(),
+        ));
+    }
+    // The limits first: a flow refused for them stays usable for a retry.
+    let _slot = app.exchanges.slot().map_err(AppError::TooBusy)?;
+    app.exchanges.check_rate().map_err(AppError::TooBusy)?;
+    let taken = app.pending.take(state, cookies(headers), now_unix()).map_err(|refusal| {
+        // A cookie of this state that cannot be used (expired, damaged)
+        // is dropped too.
+        let name = cookie_name(state);
+        let refused = AppError::BadState(refusal);
+        if cookies(headers).any(|(cookie, _)| cookie == name) {
+            refused.ending_flow(clear_for_state(state))
+        } else {
+            refused
+        }
+    })?;
+    // From here on the flow is spent: every answer clears its cookie.
+    let clear_cookie = taken.clear_cookie;
+    app.exchanges.count();
+    let started = Instant::now();
+    let token = app.oauth.exchange_code(&Secret::new(code.to_owned()), &taken.verifier).await;
+    app.metrics.upstream_latency(started.elapsed());
+    let token = token.map_err(|err| AppError::Upstream(err).ending_flow(clear_cookie.clone()))?;
+    let keeper = Keeper {
+        oauth: &app.oauth,
+        store: &app.store,
+        allow_logins: &app.allow_logins,
+        metrics: &app.metrics,
+        direct: app.direct.as_ref(),
+    };
+    let doc =
+        keep(keeper, token).await.map_err(|err| AppError::from(err).ending_flow(clear_cookie.clone()))?;
+    let mut response = answer(headers, doc);
+    if let Ok(clear) = HeaderValue::try_from(clear_cookie) {
+        response.headers_mut().append(header::SET_COOKIE, clear);
+    }
+    Ok(response)
+}
+
+/// The answer to a completed flow, without the refresh token (it stays on
+/// disk, where `refresh` uses it): a page for a browser (`Accept:
+/// text/html`), the token JSON for everyone else (curl's `*/*` included).
+fn answer(headers: &HeaderMap, mut doc: serde_json::Value) -> Response<Body> {
+    if let Some(fields) = doc.as_object_mut() {
+        fields.remove("refresh_token");
+    }
+    let browser = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("text/html"));
+    if !browser {
+        return json_response(StatusCode::OK, &doc);
+    }
+    let expires = doc.get("expires_in").and_then(serde_json::Value::as_u64).map(|lifetime| {
+        let at =
+            doc.get("obtained_at").and_then(serde_json::Value::as_u64).unwrap_or_else(now_unix) + lifetime;
+        (crate::util::time::date(at), lifetime / 86_400)
+    });
+    let direct =
+        doc.get("direct").and_then(crate::oauth::direct::DirectCheck::from_json).map(|check| check.advice());
+    crate::http::pages::token_stored(
+        doc.get("login").and_then(serde_json::Value::as_str),
+        expires,
+        direct.as_deref(),
+        doc.get("access_token").and_then(serde_json::Value::as_str).unwrap_or(""),
+    )
+}

@@ -1,0 +1,256 @@
+//! The router: one visible `match` on method and path, the response helpers,
+//! the headers every TLS response carries, and the access log line. The
+//! service built on [`route`] never fails: every error is a response.
+
+use std::time::Instant;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::config::Flow;
+use crate::http::app::App;
+use crate::http::error::AppError;
+use crate::http::{demo, get_token};
+
+/// Every response body: small and fully buffered.
+pub type Body = Full<Bytes>;
+
+/// How many headers [`route`] adds to a response, at most.
+const ADDED_HEADERS: usize = 6;
+
+/// A response whose header map has room for `own` headers and the ones
+/// [`route`] adds: allocated once, instead of growing (and rehashing) as
+/// they arrive.
+pub fn response(status: StatusCode, body: Body, own: usize) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = HeaderMap::with_capacity(own + ADDED_HEADERS);
+    response
+}
+
+/// A response with a JSON body.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut body = serde_json::to_vec(value).expect("a JSON value serialises");
+    body.push(b'\n');
+    let mut response = response(status, Full::new(Bytes::from(body)), 1);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A response with a small plain-text body.
+pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = response(status, Full::new(Bytes::from_static(text.as_bytes())), 1);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// The `--metrics-listen` listener's one route: `GET`/`HEAD /metrics` in
+/// the Prometheus text format; 404 elsewhere, 405 for other methods.
+pub fn metrics(request: &Request<Incoming>, app: &App) -> Response<Body> {
+    let started = Instant::now();
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let mut text = app.metrics.render();
+            text.push_str(&crate::util::metrics::direct_tokens(&app.store.direct_counts()));
+            let mut response = Response::new(Full::new(Bytes::from(text)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        (_, "/metrics") => AppError::MethodNotAllowed("GET, HEAD").into_response(),
+        _ => AppError::NotFound.into_response(),
+    };
+    log_access(request.method(), request.uri().path(), response.status(), started, None);
+    without_body_for_head(request.method(), response)
+}
+
+/// A body a request may carry where none is read, drained before the
+/// answer so the answer reaches an HTTP/2 client that is still sending
+/// (curl reports a stream reset otherwise; nginx drains likewise).
+const DRAIN_CAP: usize = 64 * 1024;
+
+/// Answers one request on the TLS listener and logs it.
+pub async fn route(mut request: Request<Incoming>, app: &App) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    // For the log line: hyper's URI shares the request's bytes, so this
+    // copies no path.
+    let uri = request.uri().clone();
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is malformed (HTTP/2
+    // carries it as :authority, HTTP/1.0 may omit it).
+    let hostless = request.version() == hyper::Version::HTTP_11
+        && !request.headers().contains_key(header::HOST)
+        && request.uri().authority().is_none();
+    let paste = app.flow == Flow::Paste;
+    let reads_body = (paste && method == Method::POST && uri.path() == "/get_token")
+        || (app.demo.is_some() && uri.path().starts_with(demo::PREFIX));
+    if !reads_body {
+        drain(&mut request, app.limits.header_read_timeout).await;
+    }
+    let result = match (&method, uri.path()) {
+        _ if hostless => Err(AppError::BadRequest("HTTP/1.1 requires a Host header".into())),
+        _ if app.certs.pending() => Err(AppError::CertificatePending),
+        (&Method::GET | &Method::HEAD, "/get_token") => get_token::handle(&request, app).await,
+        (&Method::POST, "/get_token") if paste => get_token::submit(request, app).await,
+        (_, "/get_token") if paste => Err(AppError::MethodNotAllowed("GET, HEAD, POST")),
+        (_, "/get_token") => Err(AppError::MethodNotAllowed("GET, HEAD")),
+        (&Method::GET | &Method::HEAD, "/healthz") => Ok(text_response(StatusCode::OK, "ok\n")),
+        (_, "/healthz") => Err(AppError::MethodNotAllowed("GET, HEAD")),
+        (_, path) if path.starts_with(demo::PREFIX) => match &app.demo {
+            // Boxed for the same reason as the exchange (get_token::handle).
+            Some(provider) => Box::pin(provider.handle(request)).await,
+            None => Err(AppError::NotFound),
+        },
+        _ => Err(AppError::NotFound),
+    };
+    let (mut response, error) = match result {
+        Ok(response) => (response, None),
+        Err(err) => {
+            let label = err.kind();
+            app.metrics.error(label);
+            let detail = err.detail();
+            (err.into_response(), Some((label, detail)))
+        }
+    };
+    // Two headers below guard a body a browser might sniff or render. A
+    // redirect has none and is never rendered, so it goes without them:
+    // 101 bytes less to encrypt, send and copy on every `GET /get_token`.
+    let has_body = !hyper::body::Body::is_end_stream(response.body());
+    let headers = response.headers_mut();
+    headers.insert(header::STRICT_TRANSPORT_SECURITY, app.hsts.clone());
+    // RFC 6749 §5.1 and RFC 9700: tokens and codes must not be cached or
+    // leak through Referer. Cheap enough to send on every response.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if has_body {
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        // Nothing we serve needs to load anything; the demo page sets its own.
+        headers
+            .entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    }
+    log_access(&method, uri.path(), response.status(), started, error);
+    without_body_for_head(&method, response)
+}
+
+/// Reads and drops what a request sends where no body is read, up to
+/// [`DRAIN_CAP`] and `limit`; past either, hyper resets the stream as before.
+async fn drain(request: &mut Request<Incoming>, limit: std::time::Duration) {
+    use http_body_util::BodyExt;
+    let body = request.body_mut();
+    if hyper::body::Body::is_end_stream(body) {
+        return;
+    }
+    let drained = async {
+        let mut seen = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > DRAIN_CAP {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(limit, drained).await.ok();
+}
+
+/// RFC 9110 §9.3.2: HEAD gets GET's status and header fields, no content.
+/// The one place every response leaves: hyper drops a HEAD body over
+/// HTTP/1.1 but sends it over HTTP/2, where clients reset the stream.
+pub fn without_body_for_head(method: &Method, mut response: Response<Body>) -> Response<Body> {
+    if method != Method::HEAD {
+        return response;
+    }
+    let length = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
+    if length > 0 {
+        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    *response.body_mut() = Body::default();
+    response
+}
+
+/// The access log: method, path without the query, status, milliseconds,
+/// and for errors a secret-free label. Nothing else from the request.
+pub fn log_access(
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    started: Instant,
+    error: Option<(&str, Option<String>)>,
+) {
+    let elapsed = started.elapsed();
+    // The path is peer-controlled: cap it so one request cannot write a
+    // huge line. hyper has already refused control characters.
+    let path = path.char_indices().nth(200).map_or(path, |(end, _)| &path[..end]);
+    // `journalctl -p warning` shows every failure and nothing routine:
+    // our own or upstream failures (5xx) are errors, a token refused by
+    // the allow-list a warning; a client's mistakes (4xx) are routine.
+    let level = match (status.as_u16(), &error) {
+        (500.., _) => crate::util::log::Level::Error,
+        (_, Some(("login_not_allowed", _))) => crate::util::log::Level::Warn,
+        _ => crate::util::log::Level::Info,
+    };
+    crate::util::log::access(level, |out| {
+        for part in ["method=", method.as_str(), " path=", path, " status=", status.as_str(), " ms="] {
+            out.extend_from_slice(part.as_bytes());
+        }
+        push_millis(out, elapsed);
+        if let Some((label, detail)) = error {
+            out.extend_from_slice(b" error=");
+            out.extend_from_slice(label.as_bytes());
+            if let Some(detail) = detail {
+                use std::io::Write;
+                write!(out, " detail={detail:?}").ok();
+            }
+        }
+    });
+}
+
+/// Appends a duration as milliseconds with two decimals, in integer
+/// arithmetic and without `fmt` (float formatting was 1 % of a redirect's
+/// CPU, integer formatting through `fmt` another 2 % of its instructions).
+fn push_millis(out: &mut Vec<u8>, elapsed: std::time::Duration) {
+    let hundredths = (elapsed.as_micros() + 5) / 10;
+    let mut digits = [0u8; 40];
+    let mut start = digits.len();
+    let mut rest = hundredths;
+    // At least three digits, so there is a units digit before the point.
+    while rest > 0 || start > digits.len() - 3 {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let (units, decimals) = digits[start..].split_at(digits.len() - start - 2);
+    out.extend_from_slice(units);
+    out.push(b'.');
+    out.extend_from_slice(decimals);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::push_millis;
+
+    #[test]
+    fn milliseconds_have_two_rounded_decimals() {
+        let ms = |micros| {
+            let mut out = b"ms=".to_vec();
+            push_millis(&mut out, Duration::from_micros(micros));
+            String::from_utf8(out).unwrap().split_off(3)
+        };
+        assert_eq!(ms(0), "0.00");
+        assert_eq!(ms(4), "0.00");
+        assert_eq!(ms(5), "0.01");
+        assert_eq!(ms(1_234), "1.23");
+        assert_eq!(ms(1_235), "1.24");
+        assert_eq!(ms(99_999), "100.00");
+        assert_eq!(ms(12_345_678), "12345.68");
+    }
+}
