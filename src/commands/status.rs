@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use crate::commands::{EXIT_CONFIG, expires_at, stored_tokens, token_store};
+use crate::commands::EXIT_CONFIG;
+use crate::commands::tokens::{expires_at, stored_tokens, token_store};
 use crate::config::Config;
 use crate::oauth::direct::{DirectCheck, DirectClient};
 use crate::store::{TokenStore, load_file};
