@@ -241,39 +241,40 @@ async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, ac
             }
         }
         Role::Redirect(https_port) => {
-            if !first_bytes(&tcp, &activity, shared).await {
-                return;
-            }
-            let app = shared.app.clone();
-            let on_request = activity.clone();
-            let service = service_fn(move |request| {
-                let _guard = on_request.request_started();
-                let response = match request.uri().path().strip_prefix(HTTP01_PREFIX) {
-                    Some(token) if app.certs.is_acme() => answer_http01(&request, token, &app),
-                    _ => redirect_to_https(&request, https_port, app.public_host.as_deref()),
-                };
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
-            let connection = watcher.watch(shared.http1.serve_connection(io, service));
-            watchdog(Box::pin(connection), &activity, limits).await;
+            serve_plain(tcp, shared, watcher, activity, move |request, app| {
+                match request.uri().path().strip_prefix(HTTP01_PREFIX) {
+                    Some(token) if app.certs.is_acme() => answer_http01(request, token, app),
+                    _ => redirect_to_https(request, https_port, app.public_host.as_deref()),
+                }
+            })
+            .await;
         }
-        Role::Metrics => {
-            if !first_bytes(&tcp, &activity, shared).await {
-                return;
-            }
-            let app = shared.app.clone();
-            let on_request = activity.clone();
-            let service = service_fn(move |request| {
-                let _guard = on_request.request_started();
-                let response = router::metrics(&request, &app);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
-            let connection = watcher.watch(shared.http1.serve_connection(io, service));
-            watchdog(Box::pin(connection), &activity, limits).await;
-        }
+        Role::Metrics => serve_plain(tcp, shared, watcher, activity, router::metrics).await,
     }
+}
+
+/// Serves a plain-HTTP/1.1 connection (the redirect and metrics
+/// listeners) with `answer`, under the same watchdog as TLS connections.
+async fn serve_plain(
+    tcp: TcpStream,
+    shared: &Shared,
+    watcher: Watcher,
+    activity: Arc<Activity>,
+    answer: impl Fn(&Request<Incoming>, &App) -> Response<Body> + Send + Sync + 'static,
+) {
+    if !first_bytes(&tcp, &activity, shared).await {
+        return;
+    }
+    let app = shared.app.clone();
+    let on_request = activity.clone();
+    let service = service_fn(move |request| {
+        let _guard = on_request.request_started();
+        let response = answer(&request, &app);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
+    let connection = watcher.watch(shared.http1.serve_connection(io, service));
+    watchdog(Box::pin(connection), &activity, &shared.app.limits).await;
 }
 
 /// The app as a hyper service: marks each request on the connection's

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::fake_oauth::DirectMode;
 use crate::support::process::run;
 use crate::support::server::flags_for;
-use crate::support::{World, complete_flow};
+use crate::support::{World, callback_target, complete_flow};
 
 fn read_json(path: &std::path::Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -76,9 +76,7 @@ async fn directs_refusals_are_stored_and_told_with_their_fix_and_the_token_is_ke
 async fn a_browser_is_told_whether_direct_accepts_the_token() {
     let world = World::new().await;
     let mut client = world.client();
-    let start = client.get(world.server.addr, "/get_token").await;
-    let at_yandex = client.get_url(start.location()).await;
-    let target = format!("/get_token?{}", at_yandex.location().split_once('?').unwrap().1);
+    let target = callback_target(&mut client, &world.server).await;
     let page = client
         .send_with(world.server.addr, hyper::Method::GET, &target, &[("accept", "text/html")], String::new())
         .await;

@@ -10,7 +10,7 @@ use crate::support::fake_oauth::Mode;
 use crate::support::pki::TestPki;
 use crate::support::process::run;
 use crate::support::server::flags_for;
-use crate::support::{World, complete_flow};
+use crate::support::{World, callback_target, complete_flow};
 
 fn cleared(reply: &crate::support::client::Reply) -> bool {
     reply.headers.get_all("set-cookie").iter().any(|value| {
@@ -58,9 +58,7 @@ fn the_old_metrics_switch_names_its_replacement() {
 async fn a_browser_gets_a_page_without_the_refresh_token_and_a_script_gets_json() {
     let world = World::new().await;
     let mut client = world.client();
-    let start = client.get(world.server.addr, "/get_token").await;
-    let at_yandex = client.get_url(start.location()).await;
-    let target = format!("/get_token?{}", at_yandex.location().split_once('?').unwrap().1);
+    let target = callback_target(&mut client, &world.server).await;
     let accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
     let page = client
         .send_with(world.server.addr, hyper::Method::GET, &target, &[("accept", accept)], String::new())
@@ -128,9 +126,7 @@ async fn exchanges_per_minute_are_capped_before_yandex_is_called() {
         assert_eq!(complete_flow(&mut world.client(), &world.server).await.status, 200);
     }
     let mut client = world.client();
-    let start = client.get(world.server.addr, "/get_token").await;
-    let at_yandex = client.get_url(start.location()).await;
-    let target = format!("/get_token?{}", at_yandex.location().split_once('?').unwrap().1);
+    let target = callback_target(&mut client, &world.server).await;
     let reply = client.get(world.server.addr, &target).await;
     assert_eq!(reply.status, 429, "{}", reply.body);
     assert_eq!(reply.json()["error"], "too_many_exchanges");
@@ -146,16 +142,12 @@ async fn exchanges_at_once_are_capped_before_yandex_is_called() {
     let first = {
         let addr = world.server.addr;
         let mut client = world.client();
-        let start = client.get(addr, "/get_token").await;
-        let at_yandex = client.get_url(start.location()).await;
-        let target = format!("/get_token?{}", at_yandex.location().split_once('?').unwrap().1);
+        let target = callback_target(&mut client, &world.server).await;
         tokio::spawn(async move { client.get(addr, &target).await.status })
     };
     world.fake.state.token_request_seen.notified().await;
     let mut client = world.client();
-    let start = client.get(world.server.addr, "/get_token").await;
-    let at_yandex = client.get_url(start.location()).await;
-    let target = format!("/get_token?{}", at_yandex.location().split_once('?').unwrap().1);
+    let target = callback_target(&mut client, &world.server).await;
     let reply = client.get(world.server.addr, &target).await;
     assert_eq!(reply.status, 429, "{}", reply.body);
     assert_eq!(reply.header("retry-after"), Some("1"));

@@ -53,6 +53,17 @@ pub async fn complete_flow(client: &mut Client, server: &TestServer) -> Reply {
     client.get_url(at_provider.location()).await
 }
 
+/// Starts a flow and plays the user at Yandex (who clicks Allow), without
+/// coming back: returns the callback's target (`/get_token?code=…&state=…`)
+/// for the test to send as it likes.
+pub async fn callback_target(client: &mut Client, server: &TestServer) -> String {
+    let start = client.get(server.addr, "/get_token").await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let at_provider = client.get_url(start.location()).await;
+    assert_eq!(at_provider.status, 302, "{}", at_provider.body);
+    format!("/get_token?{}", at_provider.location().split_once('?').unwrap().1)
+}
+
 /// The provider's callback URL for a server.
 pub fn callback_for(server: &TestServer) -> String {
     format!("https://localhost:{}/get_token", server.addr.port())
