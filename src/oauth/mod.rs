@@ -39,7 +39,11 @@ pub struct Pkce {
 impl Pkce {
     /// A fresh pair.
     pub fn generate() -> Pkce {
-        let verifier = UrlSafe32::random();
+        Pkce::from_verifier(UrlSafe32::random())
+    }
+
+    /// The pair for `verifier`, 32 fresh random bytes already encoded.
+    pub fn from_verifier(verifier: UrlSafe32) -> Pkce {
         let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
         let digest = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
         Pkce { challenge: UrlSafe32::encode(digest), verifier: Secret::new(verifier) }

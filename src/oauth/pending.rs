@@ -136,12 +136,28 @@ impl PendingStates {
         now: u64,
         present: &[&str],
     ) -> (Vec<u8>, Vec<String>) {
+        let mut nonce = [0u8; NONCE_LEN];
+        crate::util::secret::fill_random(&mut nonce);
+        self.start_with_nonce(state, verifier, &nonce, now, present)
+    }
+
+    /// [`PendingStates::start`] with the cookie's nonce given: fresh random
+    /// bytes from the OS, drawn by the caller together with the state's and
+    /// the verifier's, one system call for all three.
+    pub fn start_with_nonce(
+        &self,
+        state: &[u8],
+        verifier: &Secret<UrlSafe32>,
+        random_nonce: &[u8; NONCE_LEN],
+        now: u64,
+        present: &[&str],
+    ) -> (Vec<u8>, Vec<String>) {
         let expires = now + self.ttl.as_secs();
         // key id | nonce | AES-256-GCM(expiry | verifier) | tag
         let mut sealed = [0u8; SEALED_LEN];
         let (id, rest) = sealed.split_at_mut(1);
         let (nonce, rest) = rest.split_at_mut(NONCE_LEN);
-        crate::util::secret::fill_random(nonce);
+        nonce.copy_from_slice(random_nonce);
         let nonce = Nonce::try_assume_unique_for_key(nonce).expect("NONCE_LEN bytes");
         let (message, tag_space) = rest.split_at_mut(MESSAGE_LEN);
         message[..8].copy_from_slice(&expires.to_be_bytes());

@@ -237,3 +237,20 @@ async fn a_flood_of_new_flows_does_not_push_out_a_users_flow() {
     let reply = user.get_url(&callback).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
+
+#[tokio::test]
+async fn the_state_the_verifier_and_the_cookie_are_independent_random_values() {
+    // They come from one draw of the OS's generator: none may give another away.
+    let world = World::new().await;
+    let mut client = world.client();
+    let start = client.get(world.server.addr, "/get_token").await;
+    let state = query_param(start.location(), "state").unwrap();
+    let cookie =
+        start.header("set-cookie").unwrap().split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    let at_yandex = client.get_url(start.location()).await;
+    assert_eq!(client.get_url(at_yandex.location()).await.status, 200);
+    let verifier = world.fake.state.verifiers.lock().unwrap()[0].clone();
+    assert_eq!((state.len(), verifier.len()), (43, 43));
+    assert_ne!(state, verifier);
+    assert!(!cookie.contains(&state[..16]) && !cookie.contains(&verifier[..16]), "the cookie is sealed");
+}

@@ -104,6 +104,8 @@ pub struct FakeState {
     pub device_expires_in: AtomicU64,
     /// `slow_down` answers each new device flow starts with.
     pub device_slow_downs: AtomicU64,
+    /// The PKCE verifiers the token endpoint received.
+    pub verifiers: Mutex<Vec<String>>,
     /// The forms `device/code` received.
     pub device_requests: Mutex<Vec<HashMap<String, String>>>,
     /// How the Direct API answers, and how often it was asked.
@@ -147,6 +149,7 @@ impl FakeOAuth {
             device_expires_in: AtomicU64::new(300),
             device_slow_downs: AtomicU64::new(0),
             device_requests: Mutex::new(Vec::new()),
+            verifiers: Mutex::new(Vec::new()),
             direct_mode: Mutex::new(DirectMode::Ok),
             direct_calls: AtomicUsize::new(0),
         });
@@ -340,6 +343,7 @@ async fn token(request: Request<Incoming>, state: &FakeState) -> Response<Full<B
     }
     grant.used = true;
     let verifier = field("code_verifier").unwrap_or("");
+    state.verifiers.lock().unwrap().push(verifier.to_owned());
     let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
     if base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()) != grant.challenge {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid code_verifier");
