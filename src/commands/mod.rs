@@ -90,6 +90,7 @@ pub fn run(invocation: Invocation) -> ExitCode {
     }
 }
 
+/// The single-threaded runtime every command runs its I/O on.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -11,10 +11,10 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::commands::EXIT_CONFIG;
-use crate::commands::tokens::{expires_at, stored_tokens, token_store};
+use crate::commands::tokens::{stored_tokens, token_store};
 use crate::config::Config;
 use crate::oauth::direct::{DirectCheck, DirectClient};
-use crate::store::{TokenStore, load_file};
+use crate::store::{TokenStore, days_left, load_file};
 use crate::util::time::now_unix;
 
 /// Tokens expiring within this many days are a warning.
@@ -56,10 +56,10 @@ pub fn run(config: &Config) -> ExitCode {
         crate::error!("no tokens stored in {} yet", store.dir().display());
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match super::runtime() {
         Ok(runtime) => runtime,
-        Err(err) => {
-            crate::error!("cannot start the async runtime: {err}");
+        Err(failure) => {
+            crate::error!("{}", failure.error);
             return ExitCode::FAILURE;
         }
     };
@@ -110,22 +110,8 @@ fn check_one(
         .to_owned();
     let check = runtime.block_on(direct.check(&token, now_unix()));
     doc.insert("direct".into(), check.to_json());
-    let days_left = expires_at(&doc).map(|at| (at as i64 - now_unix() as i64).div_euclid(86_400));
-    let doc = Value::Object(doc);
-    let saved = match doc.get("login").and_then(Value::as_str) {
-        Some(login) if path != store.path() => store.save_account(login, &doc).and_then(|()| {
-            let current = store.load().ok().flatten();
-            if current.as_ref().and_then(|c| c.get("access_token")).and_then(Value::as_str)
-                == Some(token.as_str())
-            {
-                store.save(&doc)
-            } else {
-                Ok(())
-            }
-        }),
-        _ => store.save(&doc),
-    };
-    if let Err(err) = saved {
+    let days_left = days_left(&doc, now_unix());
+    if let Err(err) = store.replace(path, &Value::Object(doc)) {
         crate::warn!("the check's outcome could not be stored in {}: {err}", store.dir().display());
     }
     Ok((check, days_left))

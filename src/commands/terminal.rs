@@ -12,21 +12,18 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::http::app;
-use crate::oauth::{DeviceCode, OAuthClient, OAuthError, Pkce, Token};
-use crate::store::TokenStore;
+use crate::oauth::{DeviceCode, OAuthClient, OAuthError, Pkce, Token, usable_code};
 use crate::store::keep::KeepError;
 use crate::store::keep::{Keeper, keep};
+use crate::store::{TokenStore, stored_expiry};
 use crate::util::encoding::{UrlSafe32, percent_encode, pick_params};
 use crate::util::metrics::Metrics;
 use crate::util::secret::Secret;
-use crate::util::time::now_unix;
 
 /// Exit status when the user pressed Ctrl-C (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
 /// The longest line read from stdin: a pasted code, or a whole URL.
 const MAX_LINE: u64 = 8 * 1024;
-/// Far above any real authorization code.
-const MAX_CODE: usize = 4096;
 
 /// Why a terminal flow ended without a token, and its exit status.
 struct Stop {
@@ -85,14 +82,9 @@ fn parts(config: &Config) -> Result<Parts, Stop> {
     })?;
     let secret = app::read_secret(secret_file).map_err(|err| Stop::config(err.to_string()))?;
     let oauth = app::oauth_client(config, secret).map_err(|err| Stop::config(err.to_string()))?;
-    let tls = crate::tls::ClientTls::deferred(config.ca_file.as_deref())
-        .map_err(|err| Stop::config(err.to_string()))?;
-    let direct = app::direct_client(config, tls);
+    let direct = app::direct_client(config, oauth.tls().clone());
     let store = TokenStore::new(config.token_dir.clone().unwrap_or_else(|| "tokens".into()));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| Stop::failed(format!("cannot start the async runtime: {err}")))?;
+    let runtime = super::runtime().map_err(|failure| Stop::failed(failure.error.to_string()))?;
     Ok(Parts { oauth, direct, store, runtime })
 }
 
@@ -164,12 +156,11 @@ fn code_from(line: &str) -> Result<Secret<String>, Stop> {
         }
         _ => line.to_owned(),
     };
-    let code = code.trim();
-    if code.is_empty() || code.len() > MAX_CODE || !code.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Stop::failed(
+    let code = usable_code(&code).ok_or_else(|| {
+        Stop::failed(
             "that is not a code: paste the code Yandex showed (letters and digits, no spaces inside)",
-        ));
-    }
+        )
+    })?;
     Ok(Secret::new(code.to_owned()))
 }
 
@@ -300,13 +291,8 @@ fn summary(store: &TokenStore, doc: &Value) -> String {
         Some(login) => store.account_path(login),
         None => store.path(),
     };
-    let expiry = doc
-        .get("expires_in")
-        .and_then(Value::as_u64)
-        .map(|lifetime| {
-            let at = now_unix() + lifetime;
-            format!("; it expires on {} ({} days)", crate::util::time::date(at), lifetime / 86_400)
-        })
+    let expiry = stored_expiry(doc)
+        .map(|(date, days)| format!("; it expires on {date} ({days} days)"))
         .unwrap_or_default();
     let direct = doc
         .get("direct")

@@ -9,8 +9,7 @@ use super::{Failure, runtime};
 use crate::config::Config;
 use crate::http::app;
 use crate::oauth::{OAuthClient, OAuthError};
-use crate::store::TokenStore;
-use crate::tls;
+use crate::store::{TokenStore, days_left, expires_at};
 use crate::util::error::StartupError;
 use crate::util::time::{date, now_unix};
 
@@ -79,13 +78,6 @@ fn shell_word(value: &str) -> String {
     }
 }
 
-/// When a stored token expires (`obtained_at + expires_in`), if it says.
-pub(crate) fn expires_at(doc: &serde_json::Map<String, serde_json::Value>) -> Option<u64> {
-    let obtained = doc.get("obtained_at")?.as_u64()?;
-    let lifetime = doc.get("expires_in")?.as_u64()?;
-    obtained.checked_add(lifetime)
-}
-
 /// The accounts `list` and `refresh --all` act on: every `accounts/*.json`,
 /// or `token.json` alone when no account has a file (its login unknown).
 pub(crate) fn stored_tokens(store: &TokenStore) -> Result<Vec<(String, PathBuf)>, StartupError> {
@@ -119,7 +111,7 @@ pub fn list(config: &Config) -> ExitCode {
         };
         let obtained = doc.get("obtained_at").and_then(|v| v.as_u64());
         let expires = expires_at(&doc);
-        let days_left = expires.map(|at| (at as i64 - now as i64).div_euclid(86_400));
+        let days_left = days_left(&doc, now);
         let direct = doc.get("direct").and_then(crate::oauth::direct::DirectCheck::from_json);
         rows.push((login, obtained, expires, days_left, direct));
     }
@@ -182,8 +174,7 @@ pub(crate) fn refresh(config: &Config) -> Result<(), Failure> {
     })?;
     let oauth = app::oauth_client(config, app::read_secret(secret_file).map_err(Failure::config)?)
         .map_err(Failure::config)?;
-    let tls = tls::ClientTls::deferred(config.ca_file.as_deref()).map_err(Failure::config)?;
-    let direct = app::direct_client(config, tls);
+    let direct = app::direct_client(config, oauth.tls().clone());
     let runtime = runtime()?;
     let mut failed = 0;
     for (label, path) in targets {
@@ -257,26 +248,8 @@ fn refresh_one(
         }
         new_doc["direct"] = check.to_json();
     }
-    let login = doc.get("login").and_then(|l| l.as_str()).filter(|l| crate::config::valid_login(l));
-    let write_error =
-        |err: std::io::Error| format!("the new token could not be written ({err}); the old file is intact");
-    match login {
-        Some(login) if path != store.path() => {
-            store.save_account(login, &new_doc).map_err(write_error)?;
-            // token.json is the most recent token: update it if it is this account's.
-            let current = store.load().ok().flatten();
-            if current.as_ref().and_then(|c| c.get("login")).and_then(|l| l.as_str()) == Some(login) {
-                store.save(&new_doc).map_err(write_error)?;
-            }
-        }
-        Some(login) => {
-            store.save_account(login, &new_doc).map_err(write_error)?;
-            store.save(&new_doc).map_err(write_error)?;
-        }
-        None => store.save(&new_doc).map_err(write_error)?,
-    }
-    Ok(Some(
-        expires_at(new_doc.as_object().expect("a document is an object"))
-            .map_or(0, |at| (at as i64 - now_unix() as i64).div_euclid(86_400)),
-    ))
+    store
+        .replace(path, &new_doc)
+        .map_err(|err| format!("the new token could not be written ({err}); the old file is intact"))?;
+    Ok(Some(days_left(new_doc.as_object().expect("a document is an object"), now_unix()).unwrap_or(0)))
 }

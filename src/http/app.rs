@@ -85,7 +85,7 @@ impl App {
             Ok(fixed) => fixed.into_iter().for_each(|line| crate::warn!("token store: {line}")),
             Err(err) => crate::warn!("token store: cannot check {}: {err}", store.dir().display()),
         }
-        let direct = direct_client(config, tls::ClientTls::deferred(config.ca_file.as_deref())?);
+        let direct = direct_client(config, oauth.tls().clone());
         App::assemble(config, oauth, certs, store, None, Some(secret_file), direct)
     }
 

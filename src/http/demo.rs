@@ -391,14 +391,19 @@ fn device_page(message: Option<&str>) -> Response<Body> {
     ))
 }
 
-/// Yandex ID's `/info` for demo tokens: every one belongs to `demo-user`.
-fn info(request: &Request<Incoming>) -> Response<Body> {
-    let authorized = request
+/// Whether `Authorization` is `SCHEME demo-…`: a token this stand-in issued.
+fn carries_demo_token(request: &Request<Incoming>, scheme: &str) -> bool {
+    request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| h.starts_with("OAuth demo-"));
-    if authorized {
+        .and_then(|h| h.strip_prefix(scheme))
+        .is_some_and(|h| h.starts_with(" demo-"))
+}
+
+/// Yandex ID's `/info` for demo tokens: every one belongs to `demo-user`.
+fn info(request: &Request<Incoming>) -> Response<Body> {
+    if carries_demo_token(request, "OAuth") {
         json_response(StatusCode::OK, &json!({ "login": "demo-user", "id": "1000001" }))
     } else {
         json_response(StatusCode::UNAUTHORIZED, &json!({ "error": "unauthorized" }))
@@ -408,12 +413,7 @@ fn info(request: &Request<Incoming>) -> Response<Body> {
 /// The Direct API's `clients.get` for demo tokens: client `demo-user`; any
 /// other token gets Direct's error 53, as a revoked one would.
 fn direct_clients(request: &Request<Incoming>) -> Response<Body> {
-    let authorized = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| h.starts_with("Bearer demo-"));
-    if authorized {
+    if carries_demo_token(request, "Bearer") {
         json_response(
             StatusCode::OK,
             &json!({"result": {"Clients": [{"Login": "demo-user", "ClientId": 1000001}]}}),

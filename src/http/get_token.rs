@@ -18,8 +18,8 @@ use crate::config::Flow;
 use crate::http::app::App;
 use crate::http::error::AppError;
 use crate::http::router::{self, Body, json_response};
-use crate::oauth::Pkce;
 use crate::oauth::pending::{COOKIE_PREFIX, clear_for_state, cookie_name};
+use crate::oauth::{Pkce, usable_code};
 use crate::store::keep::{Keeper, keep};
 use crate::util::encoding::{UrlSafe32, cookie_pairs, pick_params};
 use crate::util::secret::{Secret, fill_random};
@@ -27,9 +27,6 @@ use crate::util::time::now_unix;
 
 /// Yandex refuses a `state` longer than this.
 const MAX_STATE: usize = 1024;
-/// Far above any real authorization code (16 characters today, 7 digits
-/// before); bounds what we forward.
-const MAX_CODE: usize = 4096;
 /// The pasted-code form: a code and a state, with room to spare.
 const MAX_FORM: usize = 8 * 1024;
 
@@ -105,8 +102,7 @@ fn begin(app: &App, headers: &HeaderMap) -> Begun {
     let authorize_url = app.oauth.authorize_url(&state, &pkce.challenge);
     let present: Vec<&str> =
         cookies(headers).map(|(name, _)| name).filter(|name| name.starts_with(COOKIE_PREFIX)).collect();
-    let (cookie, clears) =
-        app.pending.start_with_nonce(state.as_bytes(), &pkce.verifier, &nonce, now_unix(), &present);
+    let (cookie, clears) = app.pending.start(state.as_bytes(), &pkce.verifier, &nonce, now_unix(), &present);
     app.metrics.flow_started();
     let set_cookies = std::iter::once(cookie).chain(clears.into_iter().map(String::into_bytes)).collect();
     Begun { state, authorize_url, set_cookies }
@@ -140,13 +136,7 @@ fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
 fn paste_page(app: &App, request: &Request<Incoming>) -> Response<Body> {
     let begun = begin(app, request.headers());
     let authorize_url = String::from_utf8(begun.authorize_url).expect("the authorize URL is ASCII");
-    let wants_json = request
-        .headers()
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|accept| accept.contains("application/json"));
-    let mut response = if wants_json {
+    let mut response = if accepts(request.headers(), "application/json") {
         json_response(
             StatusCode::OK,
             &serde_json::json!({ "authorize_url": authorize_url, "state": begun.state.as_str() }),
@@ -234,12 +224,11 @@ fn check_same_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(),
 /// keep and answer. The code is checked first so that a bad paste does not
 /// spend the flow; the token endpoint is called only after the state.
 async fn finish(app: &App, headers: &HeaderMap, code: &str, state: &str) -> Result<Response<Body>, AppError> {
-    let code = code.trim();
-    if code.is_empty() || code.len() > MAX_CODE || !code.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(AppError::BadRequest(
+    let code = usable_code(code).ok_or_else(|| {
+        AppError::BadRequest(
             "the code is empty, too long or not printable ASCII: paste the code Yandex showed".into(),
-        ));
-    }
+        )
+    })?;
     // The limits first: a flow refused for them stays usable for a retry.
     let _slot = app.exchanges.slot().map_err(AppError::TooBusy)?;
     app.exchanges.check_rate().map_err(AppError::TooBusy)?;
@@ -284,19 +273,10 @@ fn answer(headers: &HeaderMap, mut doc: serde_json::Value) -> Response<Body> {
     if let Some(fields) = doc.as_object_mut() {
         fields.remove("refresh_token");
     }
-    let browser = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|accept| accept.contains("text/html"));
-    if !browser {
+    if !accepts(headers, "text/html") {
         return json_response(StatusCode::OK, &doc);
     }
-    let expires = doc.get("expires_in").and_then(serde_json::Value::as_u64).map(|lifetime| {
-        let at =
-            doc.get("obtained_at").and_then(serde_json::Value::as_u64).unwrap_or_else(now_unix) + lifetime;
-        (crate::util::time::date(at), lifetime / 86_400)
-    });
+    let expires = crate::store::stored_expiry(&doc);
     let direct =
         doc.get("direct").and_then(crate::oauth::direct::DirectCheck::from_json).map(|check| check.advice());
     crate::http::pages::token_stored(
@@ -305,4 +285,14 @@ fn answer(headers: &HeaderMap, mut doc: serde_json::Value) -> Response<Body> {
         direct.as_deref(),
         doc.get("access_token").and_then(serde_json::Value::as_str).unwrap_or(""),
     )
+}
+
+/// Whether the request's `Accept` names `media_type` (a browser names
+/// `text/html`; curl's `*/*` names neither).
+fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains(media_type))
 }

@@ -27,6 +27,14 @@ use crate::util::encoding::{UrlSafe32, form_encode, percent_encode};
 use crate::util::endpoint::Endpoint;
 use crate::util::secret::Secret;
 
+/// An authorization code as pasted or sent back, trimmed, when it can be
+/// one: 1 to 4096 printable ASCII characters. Nothing more is checked (the
+/// codes Yandex shows were 7 digits, now 16 characters).
+pub fn usable_code(code: &str) -> Option<&str> {
+    let code = code.trim();
+    (!code.is_empty() && code.len() <= 4096 && code.bytes().all(|b| b.is_ascii_graphic())).then_some(code)
+}
+
 /// A PKCE pair: the verifier stays on the server, the challenge goes to the
 /// provider in the authorize URL. Both are held in place, not allocated.
 pub struct Pkce {
@@ -308,6 +316,11 @@ impl OAuthClient {
         } else {
             Err(OAuthError::BadResponse(format!("HTTP {} from revoke_token", status.as_u16())))
         }
+    }
+
+    /// The TLS client configuration, to share with the Direct API's client.
+    pub fn tls(&self) -> &ClientTls {
+        &self.tls
     }
 
     /// Replaces the client secret (SIGHUP re-reads it).

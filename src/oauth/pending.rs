@@ -129,22 +129,10 @@ impl PendingStates {
     /// them so). The cookie is built on the stack and in one allocation of
     /// its exact size, which a header value then takes over as it is; it
     /// stays in bytes, like `state`, so nothing checks it as UTF-8.
+    /// `random_nonce` is fresh random bytes from the OS, drawn by the
+    /// caller together with the state's and the verifier's: one system call
+    /// for all three.
     pub fn start(
-        &self,
-        state: &[u8],
-        verifier: &Secret<UrlSafe32>,
-        now: u64,
-        present: &[&str],
-    ) -> (Vec<u8>, Vec<String>) {
-        let mut nonce = [0u8; NONCE_LEN];
-        crate::util::secret::fill_random(&mut nonce);
-        self.start_with_nonce(state, verifier, &nonce, now, present)
-    }
-
-    /// [`PendingStates::start`] with the cookie's nonce given: fresh random
-    /// bytes from the OS, drawn by the caller together with the state's and
-    /// the verifier's, one system call for all three.
-    pub fn start_with_nonce(
         &self,
         state: &[u8],
         verifier: &Secret<UrlSafe32>,
@@ -308,6 +296,19 @@ mod tests {
         (name.to_owned(), rest.split(';').next().unwrap().to_owned())
     }
 
+    /// Starts a flow with a fresh nonce, as `get_token` does.
+    fn start(
+        flows: &PendingStates,
+        state: &[u8],
+        verifier: &Secret<UrlSafe32>,
+        now: u64,
+        present: &[&str],
+    ) -> (Vec<u8>, Vec<String>) {
+        let mut nonce = [0u8; NONCE_LEN];
+        crate::util::secret::fill_random(&mut nonce);
+        flows.start(state, verifier, &nonce, now, present)
+    }
+
     fn verifier() -> Secret<UrlSafe32> {
         Secret::new(UrlSafe32::random())
     }
@@ -316,7 +317,7 @@ mod tests {
     fn a_state_is_taken_once() {
         let flows = store();
         let v = verifier();
-        let (name, value) = pair(&flows.start(b"s1", &v, NOW, &[]).0);
+        let (name, value) = pair(&start(&flows, b"s1", &v, NOW, &[]).0);
         let taken = flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).unwrap();
         assert_eq!(taken.verifier.expose(), v.expose().as_str());
         assert!(taken.clear_cookie.contains("Max-Age=0"));
@@ -327,7 +328,7 @@ mod tests {
     fn a_cookie_opens_only_for_its_state_and_its_server() {
         let flows = store();
         let v = verifier();
-        let (name, value) = pair(&flows.start(b"s1", &v, NOW, &[]).0);
+        let (name, value) = pair(&start(&flows, b"s1", &v, NOW, &[]).0);
         // Another state, even given this cookie under that state's name.
         let other = cookie_name("s2");
         assert!(flows.take("s2", [(other.as_str(), value.as_str())].into_iter(), NOW).is_err());
@@ -348,7 +349,7 @@ mod tests {
     fn expired_states_are_refused() {
         let flows = store();
         let v = verifier();
-        let (name, value) = pair(&flows.start(b"s1", &v, NOW, &[]).0);
+        let (name, value) = pair(&start(&flows, b"s1", &v, NOW, &[]).0);
         let err = flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW + 600).unwrap_err();
         assert!(err.contains("expired"), "{err}");
     }
@@ -357,8 +358,8 @@ mod tests {
     fn two_tabs_both_complete() {
         let flows = store();
         let (v1, v2) = (verifier(), verifier());
-        let first = pair(&flows.start(b"s1", &v1, NOW, &[]).0);
-        let second = pair(&flows.start(b"s2", &v2, NOW, &[&first.0]).0);
+        let first = pair(&start(&flows, b"s1", &v1, NOW, &[]).0);
+        let second = pair(&start(&flows, b"s2", &v2, NOW, &[&first.0]).0);
         let jar = [(first.0.as_str(), first.1.as_str()), (second.0.as_str(), second.1.as_str())];
         assert_eq!(flows.take("s2", jar.into_iter(), NOW).unwrap().verifier.expose(), v2.expose().as_str());
         assert_eq!(flows.take("s1", jar.into_iter(), NOW).unwrap().verifier.expose(), v1.expose().as_str());
@@ -367,7 +368,7 @@ mod tests {
     #[test]
     fn the_per_browser_cap_clears_the_oldest_cookies() {
         let flows = store();
-        let (cookie, clears) = flows.start(b"s4", &verifier(), NOW, &["a", "b", "c"]);
+        let (cookie, clears) = start(&flows, b"s4", &verifier(), NOW, &["a", "b", "c"]);
         assert!(cookie.starts_with(cookie_name("s4").as_bytes()));
         assert_eq!(clears.len(), 1, "{clears:?}");
         assert!(clears[0].starts_with("a=;") && clears[0].contains("Max-Age=0"));
@@ -377,9 +378,9 @@ mod tests {
     fn used_states_are_forgotten_once_expired() {
         let flows = store();
         let v = verifier();
-        let (name, value) = pair(&flows.start(b"s1", &v, NOW, &[]).0);
+        let (name, value) = pair(&start(&flows, b"s1", &v, NOW, &[]).0);
         flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).unwrap();
-        let (name2, value2) = pair(&flows.start(b"s2", &v, NOW + 700, &[]).0);
+        let (name2, value2) = pair(&start(&flows, b"s2", &v, NOW + 700, &[]).0);
         flows.take("s2", [(name2.as_str(), value2.as_str())].into_iter(), NOW + 700).unwrap();
         assert_eq!(flows.lock().order.len(), 1);
     }
@@ -388,7 +389,7 @@ mod tests {
     fn a_flow_cookie_is_one_allocation_of_its_exact_size() {
         // So the header value takes the buffer over as it is (bytes only
         // copies into a shared buffer when capacity and length differ).
-        let (cookie, clears) = store().start(b"s1", &verifier(), NOW, &[]);
+        let (cookie, clears) = start(&store(), b"s1", &verifier(), NOW, &[]);
         assert_eq!(cookie.len(), cookie.capacity());
         assert_eq!(clears.capacity(), 0);
         assert_eq!(cookie_name("s1").len(), NAME_LEN);
@@ -398,12 +399,12 @@ mod tests {
     #[test]
     fn cookies_open_across_one_key_rotation_and_not_two() {
         let flows = store();
-        let (name, value) = pair(&flows.start(b"s1", &verifier(), NOW, &[]).0);
-        let (name2, value2) = pair(&flows.start(b"s2", &verifier(), NOW, &[]).0);
+        let (name, value) = pair(&start(&flows, b"s1", &verifier(), NOW, &[]).0);
+        let (name2, value2) = pair(&start(&flows, b"s2", &verifier(), NOW, &[]).0);
         flows.rotate_key();
         assert!(flows.take("s1", [(name.as_str(), value.as_str())].into_iter(), NOW).is_ok());
         // New cookies use the new key, and open too.
-        let (name3, value3) = pair(&flows.start(b"s3", &verifier(), NOW, &[]).0);
+        let (name3, value3) = pair(&start(&flows, b"s3", &verifier(), NOW, &[]).0);
         let key_id = |value: &str| decode_base64_url(value).unwrap()[0];
         assert_ne!(key_id(&value3), key_id(&value), "another key id");
         assert!(flows.take("s3", [(name3.as_str(), value3.as_str())].into_iter(), NOW).is_ok());
@@ -415,7 +416,7 @@ mod tests {
     #[test]
     fn cookies_of_any_length_are_refused_without_a_panic() {
         let flows = store();
-        let (name, value) = pair(&flows.start(b"s1", &verifier(), NOW, &[]).0);
+        let (name, value) = pair(&start(&flows, b"s1", &verifier(), NOW, &[]).0);
         let real = decode_base64_url(&value).unwrap();
         for len in 0..real.len() + 40 {
             let mut bytes = real.clone();

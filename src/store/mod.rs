@@ -108,6 +108,23 @@ impl TokenStore {
         save_atomic(&accounts, &format!("{login}.json"), &bytes)
     }
 
+    /// Replaces the document at `path` (an account's file or `token.json`)
+    /// with `doc`. `token.json` is the most recent token: it follows when
+    /// it holds the same account.
+    pub fn replace(&self, path: &Path, doc: &Value) -> io::Result<()> {
+        let login =
+            doc.get("login").and_then(Value::as_str).filter(|login| crate::config::valid_login(login));
+        let Some(login) = login else { return self.save(doc) };
+        self.save_account(login, doc)?;
+        let current = if path == self.path() { None } else { self.load().ok().flatten() };
+        if path == self.path()
+            || current.as_ref().and_then(|c| c.get("login")).and_then(Value::as_str) == Some(login)
+        {
+            self.save(doc)?;
+        }
+        Ok(())
+    }
+
     /// Every stored account, sorted by login.
     pub fn accounts(&self) -> Result<Vec<(String, TokenDoc)>, LoadError> {
         let dir = self.dir.join(ACCOUNTS_DIR);
@@ -233,6 +250,26 @@ impl TokenStore {
         }
         create_private_dir(&self.dir)
     }
+}
+
+/// When a stored token expires (`obtained_at + expires_in`), if it says.
+pub fn expires_at(doc: &Map<String, Value>) -> Option<u64> {
+    let obtained = doc.get("obtained_at")?.as_u64()?;
+    let lifetime = doc.get("expires_in")?.as_u64()?;
+    obtained.checked_add(lifetime)
+}
+
+/// Whole days from `now` until the token expires (negative once it has).
+pub fn days_left(doc: &Map<String, Value>, now: u64) -> Option<i64> {
+    expires_at(doc).map(|at| (at as i64 - now as i64).div_euclid(86_400))
+}
+
+/// A just-stored token's expiry for people: the date, and its lifetime in
+/// whole days.
+pub fn stored_expiry(doc: &Value) -> Option<(String, u64)> {
+    let fields = doc.as_object()?;
+    let lifetime = fields.get("expires_in")?.as_u64()?;
+    Some((crate::util::time::date(expires_at(fields)?), lifetime / 86_400))
 }
 
 /// Reads a token document; `Ok(None)` when the file does not exist.

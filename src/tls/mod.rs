@@ -311,7 +311,12 @@ const NO_TRUST_ANCHORS: &str =
 /// early still is: `--ca-file` is read and its certificates checked at
 /// startup, and a system with no CA store at all and no `--ca-file` is
 /// refused there.
-pub struct ClientTls {
+/// Clones share one configuration: the roots are read once for every
+/// client (the token endpoint's and the Direct API's).
+#[derive(Clone)]
+pub struct ClientTls(Arc<ClientTlsInner>);
+
+struct ClientTlsInner {
     ca_file_roots: RootCertStore,
     built: OnceLock<Arc<ClientConfig>>,
 }
@@ -324,24 +329,28 @@ impl ClientTls {
         if ca_file_roots.is_empty() && !system_store_exists() {
             return Err(StartupError::msg(NO_TRUST_ANCHORS));
         }
-        Ok(ClientTls { ca_file_roots, built: OnceLock::new() })
+        Ok(ClientTls(Arc::new(ClientTlsInner { ca_file_roots, built: OnceLock::new() })))
     }
 
     /// A configuration that is already built (the demo, examples).
     pub fn ready(config: Arc<ClientConfig>) -> ClientTls {
-        ClientTls { ca_file_roots: RootCertStore::empty(), built: OnceLock::from(config) }
+        ClientTls(Arc::new(ClientTlsInner {
+            ca_file_roots: RootCertStore::empty(),
+            built: OnceLock::from(config),
+        }))
     }
 
     /// The configuration, built on the first call. A failure is not kept:
     /// the next request tries again (after ca-certificates is installed).
     pub fn config(&self) -> Result<Arc<ClientConfig>, StartupError> {
-        if let Some(config) = self.built.get() {
+        let inner = &self.0;
+        if let Some(config) = inner.built.get() {
             return Ok(config.clone());
         }
-        let mut roots = self.ca_file_roots.clone();
+        let mut roots = inner.ca_file_roots.clone();
         add_system_roots(&mut roots);
         let config = config_over(roots)?;
-        Ok(self.built.get_or_init(|| config).clone())
+        Ok(inner.built.get_or_init(|| config).clone())
     }
 }
 
