@@ -11,8 +11,11 @@
 //!   the ACME challenge certificates.
 //! - [`oauth`]: Yandex OAuth (PKCE, the token client, the flow cookie, the
 //!   device flow) and the Direct API check.
-//! - [`store`]: `token.json` and `accounts/`, and [`store::keep`], where
-//!   every way of logging in ends.
+//! - [`store`]: `token.json` and `accounts/`: the typed document, the
+//!   directory's lock, compare-before-write. No network.
+//! - [`keeper`]: what a command is wired with ([`keeper::Keeper`]), and
+//!   [`keeper::login`], the one sequence from a grant to a stored, checked
+//!   token, run detached from whoever asked.
 //! - [`http`]: listeners, connections, the router, the handlers, and
 //!   errors turned into responses.
 //! - [`ops`]: socket activation, signals, ACME.
@@ -20,11 +23,13 @@
 //!
 //! A request flows listener → TLS ([`tls::stream`]) → connection
 //! ([`http::server`]) → router ([`http::router`]) → handler
-//! ([`http::get_token`]) → OAuth client ([`oauth`]) → store ([`store`]).
+//! ([`http::get_token`]) → login task ([`keeper::login`]) → OAuth client ([`oauth`]) → store
+//! ([`store`]).
 
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod keeper;
 pub mod oauth;
 pub mod ops;
 pub mod store;

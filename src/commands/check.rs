@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use super::tokens::token_store;
 use crate::config::Config;
-use crate::http::app;
+use crate::keeper::read_secret;
+use crate::keeper::token_store;
 use crate::tls;
 
 /// `check`: every file and value the server needs, each reported; exit 1
@@ -18,7 +18,7 @@ pub fn check(config: &Config) -> ExitCode {
         None => problems.push("no client id: pass --client-id or set YANDEX_TOKEN_CLIENT_ID".into()),
     }
     match &config.client_secret_file {
-        Some(path) => match app::read_secret(path) {
+        Some(path) => match read_secret(path) {
             Ok(_) => fine.push(format!("client secret readable from {}", path.display())),
             Err(err) => problems.push(err.to_string()),
         },

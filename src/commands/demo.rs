@@ -11,9 +11,10 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use super::serve::serve_on;
 use super::{Failure, bind, runtime};
 use crate::config::{Config, Flow};
-use crate::http::app::{self, App};
+use crate::http::app::App;
 use crate::http::demo;
 use crate::http::server::Listeners;
+use crate::keeper::{Keeper, client_limits, read_secret};
 use crate::oauth::OAuthClient;
 use crate::store::TokenStore;
 use crate::tls::{self, CertResolver};
@@ -56,7 +57,7 @@ pub(crate) fn run_demo(config: &Config) -> Result<(), Failure> {
         // The stand-in accepts the app's credentials when given (so a second
         // instance can play Yandex for a real `serve`), made-up ones otherwise.
         let secret: Secret<Arc<str>> = match &config.client_secret_file {
-            Some(path) => app::read_secret(path).map_err(Failure::config)?,
+            Some(path) => read_secret(path).map_err(Failure::config)?,
             None => Secret::new(Arc::from(crate::util::encoding::random_urlsafe(24))),
         };
         let client_id = config.client_id.clone().unwrap_or_else(|| "demo-app".to_owned());
@@ -81,24 +82,23 @@ pub(crate) fn run_demo(config: &Config) -> Result<(), Failure> {
             endpoint,
             redirect_uri,
             tls::ClientTls::ready(client_tls.clone()),
-            app::client_limits(&config.limits),
+            client_limits(&config.limits),
         )
         .with_login_url(Endpoint::parse(&format!("{oauth_url}info")).expect("the demo URL is valid"));
         // The stand-in plays the Direct API too, unless checks are off.
         let direct_base = Endpoint::parse(&format!("{oauth_url}direct/json/v5/")).expect("the demo URL is valid");
         let direct = config.direct_url.as_ref().map(|_| {
-            crate::oauth::direct::DirectClient::new(&direct_base, tls::ClientTls::ready(client_tls.clone()), app::client_limits(&config.limits))
+            crate::oauth::direct::DirectClient::new(&direct_base, tls::ClientTls::ready(client_tls.clone()), client_limits(&config.limits))
         });
         let pair = tls::certified_key(vec![cert_der], key_der)
             .map_err(|why| Failure::runtime(StartupError::msg(format!("demo certificate: {why}"))))?;
+        let keeper = Keeper::new(config, oauth, direct, TokenStore::new(dir.clone()));
         let app = App::assemble(
             config,
-            oauth,
+            keeper,
             Arc::new(CertResolver::new(pair, None)),
-            TokenStore::new(dir.clone()),
             Some(demo::Provider::new(client_id.clone(), secret, oauth_url.clone())),
             None,
-            direct,
         )
         .map_err(Failure::runtime)?;
 

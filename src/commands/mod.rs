@@ -4,11 +4,12 @@
 //!
 //! What lives here: `serve` ([`serve`]), `demo` ([`demo`]), `check`
 //! ([`check`]), `show`, `list` and `refresh` ([`tokens`]), `status`
-//! ([`status`]), `login` and `device` ([`terminal`]). Commands may import
+//! ([`status`]), `login` and `device` ([`terminal`]), `revoke` ([`revoke`]). Commands may import
 //! every floor below.
 
 pub mod check;
 pub mod demo;
+pub mod revoke;
 pub mod serve;
 pub mod status;
 pub mod terminal;
@@ -79,6 +80,7 @@ pub fn run(invocation: Invocation) -> ExitCode {
         Command::Status => return status::run(&config),
         Command::Login => return terminal::login(&config),
         Command::Device => return terminal::device(&config),
+        Command::Revoke => return revoke::run(&config),
     };
     crate::util::log::flush();
     match outcome {

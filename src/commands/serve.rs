@@ -31,7 +31,12 @@ pub(crate) fn serve(config: &Config) -> Result<(), Failure> {
         .acme
         .clone()
         .map(|settings| {
-            crate::ops::acme::Manager::new(settings, app.store.dir(), app.certs.clone(), &config.limits)
+            crate::ops::acme::Manager::new(
+                settings,
+                app.keeper.store.dir(),
+                app.certs.clone(),
+                &config.limits,
+            )
         })
         .transpose()
         .map_err(Failure::config)?;

@@ -5,16 +5,16 @@
 //! or monitoring can alert; each problem is also a warning-priority line
 //! naming the login and the fix.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
 use crate::commands::EXIT_CONFIG;
-use crate::commands::tokens::{stored_tokens, token_store};
+use crate::commands::tokens::{Target, stored_tokens};
 use crate::config::Config;
+use crate::keeper::token_store;
 use crate::oauth::direct::{DirectCheck, DirectClient};
-use crate::store::{TokenStore, days_left, load_file};
+use crate::store::{TokenStore, load_file};
 use crate::util::time::now_unix;
 
 /// Tokens expiring within this many days are a warning.
@@ -40,19 +40,32 @@ pub fn run(config: &Config) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let direct = crate::http::app::direct_client(config, tls).expect("checked above");
+    let direct = crate::keeper::direct_client(config, tls).expect("checked above");
     let store = token_store(config);
-    let targets = match &config.login {
-        Some(login) if !config.all => vec![(login.clone(), store.account_path(login))],
+    let (targets, skipped) = match &config.login {
+        Some(login) if !config.all => {
+            let path = store.account_path(login);
+            match load_file(&path) {
+                Ok(Some(doc)) => (vec![Target { label: login.clone(), path, doc }], 0),
+                Ok(None) => {
+                    crate::error!("{login}: {} does not exist", path.display());
+                    return ExitCode::FAILURE;
+                }
+                Err(err) => {
+                    crate::error!("{login}: {err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         _ => match stored_tokens(&store) {
-            Ok(targets) => targets,
+            Ok(found) => found,
             Err(err) => {
                 crate::error!("{err}");
                 return ExitCode::FAILURE;
             }
         },
     };
-    if targets.is_empty() {
+    if targets.is_empty() && skipped == 0 {
         crate::error!("no tokens stored in {} yet", store.dir().display());
         return ExitCode::FAILURE;
     }
@@ -63,18 +76,15 @@ pub fn run(config: &Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut rows = Vec::new();
-    for (login, path) in targets {
-        match check_one(&store, &direct, &runtime, &path) {
-            Ok((check, days_left)) => rows.push(Row { login, check, days_left }),
-            Err(err) => {
-                crate::error!("{login}: {err}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
+    let rows: Vec<Row> = targets
+        .into_iter()
+        .map(|target| {
+            let check = check_one(&store, &direct, &runtime, &target);
+            Row { login: target.label, check, days_left: target.doc.days_left(now_unix()) }
+        })
+        .collect();
     print(config.json, &rows);
-    let mut all_usable = true;
+    let mut all_usable = skipped == 0;
     for row in &rows {
         if !row.check.usable() {
             all_usable = false;
@@ -92,29 +102,27 @@ pub fn run(config: &Config) -> ExitCode {
     if all_usable { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-/// Checks the token in `path` and stores the outcome with it (and in
-/// `token.json` when that holds the same token).
+/// Checks a stored token and stores the outcome in each file that still
+/// holds that token: one replaced meanwhile (a login, a refresh) keeps
+/// what it has.
 fn check_one(
     store: &TokenStore,
     direct: &DirectClient,
     runtime: &tokio::runtime::Runtime,
-    path: &Path,
-) -> Result<(DirectCheck, Option<i64>), String> {
-    let mut doc = load_file(path)
-        .map_err(|err| err.to_string())?
-        .ok_or_else(|| format!("{} does not exist", path.display()))?;
-    let token = doc
-        .get("access_token")
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("{} has no access_token", path.display()))?
-        .to_owned();
-    let check = runtime.block_on(direct.check(&token, now_unix()));
-    doc.insert("direct".into(), check.to_json());
-    let days_left = days_left(&doc, now_unix());
-    if let Err(err) = store.replace(path, &Value::Object(doc)) {
-        crate::warn!("the check's outcome could not be stored in {}: {err}", store.dir().display());
+    target: &Target,
+) -> DirectCheck {
+    let check = runtime.block_on(direct.check(&target.doc.access_token, now_unix()));
+    match store.record_verdict(target.doc.login.as_deref(), &target.doc.access_token, check.to_json()) {
+        Ok(0) => crate::warn!(
+            "{}: the token was replaced while it was checked; this verdict was not stored",
+            target.label
+        ),
+        Ok(_) => {}
+        Err(err) => {
+            crate::warn!("the check's outcome could not be stored in {}: {err}", store.dir().display())
+        }
     }
-    Ok((check, days_left))
+    check
 }
 
 fn print(as_json: bool, rows: &[Row]) {

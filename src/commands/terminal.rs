@@ -2,22 +2,17 @@
 //! certificate: `login` (the pasted-code flow: print the authorize URL,
 //! read the code Yandex shows from stdin) and `device` (the device flow:
 //! show a user code, poll until the user allows it). Both end in the same
-//! [`keep`] as the server's callback.
+//! login sequence as the server's callback ([`crate::keeper::login`]).
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::config::Config;
-use crate::http::app;
+use crate::keeper::Keeper;
+use crate::keeper::login::{Grant, Kept, LoginError, Progress};
 use crate::oauth::{DeviceCode, OAuthClient, OAuthError, Pkce, Token, usable_code};
-use crate::store::keep::KeepError;
-use crate::store::keep::{Keeper, keep};
-use crate::store::{TokenStore, stored_expiry};
 use crate::util::encoding::{UrlSafe32, percent_encode, pick_params};
-use crate::util::metrics::Metrics;
 use crate::util::secret::Secret;
 
 /// Exit status when the user pressed Ctrl-C (128 + SIGINT).
@@ -67,32 +62,24 @@ fn finish(outcome: Result<String, Stop>) -> ExitCode {
     }
 }
 
-/// What both flows need: the OAuth client (client id, secret, trust
-/// anchors), the store and a runtime.
+/// What both flows need: the keeper (clients, store, allow-list) and a
+/// runtime.
 struct Parts {
-    oauth: OAuthClient,
-    direct: Option<crate::oauth::direct::DirectClient>,
-    store: TokenStore,
+    keeper: Keeper,
     runtime: tokio::runtime::Runtime,
 }
 
 fn parts(config: &Config) -> Result<Parts, Stop> {
-    let secret_file = config.client_secret_file.as_deref().ok_or_else(|| {
-        Stop::config("no client secret: pass --client-secret-file (or YANDEX_TOKEN_CLIENT_SECRET_FILE)")
-    })?;
-    let secret = app::read_secret(secret_file).map_err(|err| Stop::config(err.to_string()))?;
-    let oauth = app::oauth_client(config, secret).map_err(|err| Stop::config(err.to_string()))?;
-    let direct = app::direct_client(config, oauth.tls().clone());
-    let store = TokenStore::new(config.token_dir.clone().unwrap_or_else(|| "tokens".into()));
+    let keeper = Keeper::from_config(config).map_err(|err| Stop::config(err.to_string()))?;
     let runtime = super::runtime().map_err(|failure| Stop::failed(failure.error.to_string()))?;
-    Ok(Parts { oauth, direct, store, runtime })
+    Ok(Parts { keeper, runtime })
 }
 
 fn run_login(config: &Config) -> Result<String, Stop> {
     let parts = parts(config)?;
     let state = UrlSafe32::random();
     let pkce = Pkce::generate();
-    let mut url = String::from_utf8(parts.oauth.authorize_url(&state, &pkce.challenge))
+    let mut url = String::from_utf8(parts.keeper.oauth.authorize_url(&state, &pkce.challenge))
         .expect("the authorize URL is ASCII");
     if let Some(hint) = &config.login_hint {
         url.push_str("&login_hint=");
@@ -113,17 +100,8 @@ fn run_login(config: &Config) -> Result<String, Stop> {
     }
     let line = read_line(interactive)?;
     let code = code_from(&line)?;
-    let token = parts.runtime.block_on(parts.oauth.exchange_code(&code, &Secret::new(pkce.verifier.expose().as_str().to_owned()))).map_err(|err| {
-        Stop::failed(match &err {
-            OAuthError::Rejected { error, description } => format!(
-                "Yandex refused the code ({error}: {}); run yandex-token login again and paste the new code \
-                 within 10 minutes",
-                description.as_deref().unwrap_or("no description")
-            ),
-            _ => err.to_string(),
-        })
-    })?;
-    store(config, &parts, token)
+    let grant = Grant::Code { code, verifier: Secret::new(pkce.verifier.expose().as_str().to_owned()) };
+    store(&parts, grant)
 }
 
 /// Reads one line of stdin (never the command line, where `ps` shows it).
@@ -173,6 +151,7 @@ fn run_device(config: &Config) -> Result<String, Stop> {
         let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .map_err(|err| Stop::failed(format!("cannot listen for Ctrl-C: {err}")))?;
         let grant = parts
+            .keeper
             .oauth
             .request_device_code(config.device_id.as_deref(), config.device_name.as_deref())
             .await
@@ -186,7 +165,7 @@ fn run_device(config: &Config) -> Result<String, Stop> {
             );
         }
         tokio::select! {
-            outcome = poll(&parts.oauth, &grant, tty) => outcome,
+            outcome = poll(&parts.keeper.oauth, &grant, tty) => outcome,
             _ = interrupt.recv() => {
                 if tty {
                     eprintln!();
@@ -195,13 +174,16 @@ fn run_device(config: &Config) -> Result<String, Stop> {
             }
         }
     })?;
-    store(config, &parts, token)
+    store(&parts, Grant::Token(token))
 }
 
 /// Polls the token endpoint at the grant's interval until the user allows
-/// or denies, or the codes expire. `slow_down` adds 5 seconds (RFC 8628
-/// §3.5); a poll that fails on the way is retried until the codes expire.
+/// or denies, or the codes expire. `slow_down` adds 5 seconds; a poll that
+/// times out or cannot reach Yandex doubles the interval, up to a minute
+/// (RFC 8628 §3.5). Refused app credentials or a success that is not a
+/// token end the wait at once: waiting cannot help.
 async fn poll(oauth: &OAuthClient, grant: &DeviceCode, tty: bool) -> Result<Token, Stop> {
+    const LONGEST_INTERVAL: Duration = Duration::from_secs(60);
     let expired = || Stop::failed("the code expired before it was allowed: run yandex-token device again");
     let deadline = tokio::time::Instant::now() + grant.expires_in;
     let mut interval = grant.interval;
@@ -232,7 +214,13 @@ async fn poll(oauth: &OAuthClient, grant: &DeviceCode, tty: bool) -> Result<Toke
                     )));
                 }
             },
-            Err(err) => crate::warn!("polling failed, trying again: {err}"),
+            Err(err @ (OAuthError::CredentialsRefused { .. } | OAuthError::NotAToken(_))) => {
+                return Err(Stop::failed(format!("{err}; nothing was stored")));
+            }
+            Err(err) => {
+                interval = (interval * 2).min(LONGEST_INTERVAL);
+                crate::warn!("polling failed ({err}); trying again in {} s", interval.as_secs());
+            }
         }
     }
 }
@@ -258,51 +246,51 @@ async fn wait_until(next: tokio::time::Instant, deadline: tokio::time::Instant, 
     }
 }
 
-/// Looks the account up, applies `--allow-login`, stores, and describes
-/// what was stored (never the token). A token that could not be stored is
-/// printed on stdout: it is the only copy.
-fn store(config: &Config, parts: &Parts, token: Token) -> Result<String, Stop> {
-    let metrics = Metrics::default();
-    let keeper = Keeper {
-        oauth: &parts.oauth,
-        store: &parts.store,
-        allow_logins: &config.allow_logins,
-        metrics: &metrics,
-        direct: parts.direct.as_ref(),
-    };
-    match parts.runtime.block_on(keep(keeper, token)) {
-        Ok(doc) => Ok(summary(&parts.store, &doc)),
-        Err(KeepError::NotStored { reason, token }) => {
-            println!("{}", token.expose());
-            Err(Stop::failed(format!(
-                "the token was issued but not stored ({reason}); it is printed above: copy it now"
-            )))
-        }
-        Err(KeepError::LoginNotAllowed(login)) => Err(Stop::failed(format!(
-            "tokens of the Yandex account '{login}' are not kept here (--allow-login); the token was revoked"
-        ))),
+/// Runs the login sequence to its end (the exchange, the account, the
+/// allow-list, the save, the Direct verdict) and describes what was stored
+/// (never the token). A token that could not be stored is printed on
+/// stdout: it is the only copy.
+fn store(parts: &Parts, grant: Grant) -> Result<String, Stop> {
+    let outcome = parts.runtime.block_on(async {
+        let mut login = parts.keeper.start(grant, ());
+        login.settled(std::time::Duration::MAX).await
+    });
+    match outcome {
+        Progress::Finished(kept) | Progress::Stored(kept) => Ok(summary(&kept)),
+        Progress::Running => Err(Stop::failed("the login ended without an outcome")),
+        Progress::Failed(err) => Err(Stop::failed(match &*err {
+            LoginError::Exchange(OAuthError::Rejected { error, description }) => format!(
+                "Yandex refused the code ({error}: {}); run yandex-token login again and paste the new code \
+                 within 10 minutes",
+                description.as_deref().unwrap_or("no description")
+            ),
+            LoginError::Exchange(err) => err.to_string(),
+            LoginError::NotStored { reason, token } => {
+                println!("{}", token.expose().to_json());
+                format!("the token was issued but not stored ({reason}); it is printed above: copy it now")
+            }
+            LoginError::LoginNotAllowed { login, revoked } => LoginError::refusal_text(login, revoked),
+        })),
     }
 }
 
 /// `stored the token of LOGIN in FILE; it expires on DATE (N days)`.
-fn summary(store: &TokenStore, doc: &Value) -> String {
-    let login = doc.get("login").and_then(Value::as_str);
-    let file = match login {
-        Some(login) => store.account_path(login),
-        None => store.path(),
-    };
-    let expiry = stored_expiry(doc)
-        .map(|(date, days)| format!("; it expires on {date} ({days} days)"))
-        .unwrap_or_default();
-    let direct = doc
-        .get("direct")
-        .and_then(crate::oauth::direct::DirectCheck::from_json)
-        .map(|check| format!("\n{}", check.advice()))
-        .unwrap_or_default();
+fn summary(kept: &Kept) -> String {
+    let doc = &kept.doc;
+    if kept.saved.superseded {
+        return format!(
+            "not stored: {} already holds a token of {} issued later",
+            kept.saved.file.display(),
+            doc.login_or_unknown()
+        );
+    }
+    let expiry =
+        doc.expiry().map(|(date, days)| format!("; it expires on {date} ({days} days)")).unwrap_or_default();
+    let direct = doc.direct_check().map(|check| format!("\n{}", check.advice())).unwrap_or_default();
     format!(
         "stored the token of {} in {}{expiry}{direct}",
-        login.unwrap_or("an account Yandex ID did not name"),
-        file.display()
+        doc.login.as_deref().unwrap_or("an account Yandex ID did not name"),
+        kept.saved.file.display()
     )
 }
 

@@ -2,20 +2,16 @@
 //! lines), `list` (one line per account) and `refresh` (new tokens for old
 //! refresh tokens, each checked with the Direct API).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::{Failure, runtime};
 use crate::config::Config;
-use crate::http::app;
-use crate::oauth::{OAuthClient, OAuthError};
-use crate::store::{TokenStore, days_left, expires_at};
+use crate::keeper::{Keeper, token_store};
+use crate::oauth::OAuthError;
+use crate::store::{Issued, TokenDoc, TokenStore, load_file};
 use crate::util::error::StartupError;
 use crate::util::time::{date, now_unix};
-
-pub(crate) fn token_store(config: &Config) -> TokenStore {
-    TokenStore::new(config.token_dir.clone().unwrap_or_else(|| PathBuf::from("tokens")))
-}
 
 /// `show [--login L]`: the stored access token alone on stdout; exit 1
 /// when there is none.
@@ -25,18 +21,12 @@ pub fn show(config: &Config) -> ExitCode {
         Some(login) => store.account_path(login),
         None => store.path(),
     };
-    match crate::store::load_file(&path) {
-        Ok(Some(doc)) => match doc.get("access_token").and_then(|t| t.as_str()) {
-            Some(token) if config.env => show_env(&doc, token),
-            Some(token) => {
-                println!("{token}");
-                ExitCode::SUCCESS
-            }
-            None => {
-                crate::error!("{} has no access_token", path.display());
-                ExitCode::FAILURE
-            }
-        },
+    match load_file(&path) {
+        Ok(Some(doc)) if config.env => show_env(&doc),
+        Ok(Some(doc)) => {
+            println!("{}", doc.access_token);
+            ExitCode::SUCCESS
+        }
         Ok(None) => {
             crate::error!(
                 "no token stored yet ({} does not exist): open https://YOUR-DOMAIN/get_token and click Allow",
@@ -53,18 +43,17 @@ pub fn show(config: &Config) -> ExitCode {
 
 /// `show --env`: the token and client login under the names Direct tools
 /// read, for `eval`, `EnvironmentFile=` or a CI secret.
-fn show_env(doc: &serde_json::Map<String, serde_json::Value>, token: &str) -> ExitCode {
-    let checked = doc.get("direct").and_then(crate::oauth::direct::DirectCheck::from_json);
+fn show_env(doc: &TokenDoc) -> ExitCode {
     // Direct's own login; Yandex ID's is only good when it is not an e-mail.
-    let client_login =
-        checked.as_ref().and_then(|check| check.client_login().map(str::to_owned)).or_else(|| {
-            doc.get("login").and_then(|l| l.as_str()).filter(|l| !l.contains('@')).map(str::to_owned)
-        });
+    let client_login = doc
+        .direct_check()
+        .and_then(|check| check.client_login().map(str::to_owned))
+        .or_else(|| doc.login.clone().filter(|login| !login.contains('@')));
     let Some(client_login) = client_login else {
         crate::error!("the client login is not known yet: run yandex-token status to ask the Direct API");
         return ExitCode::FAILURE;
     };
-    println!("YANDEX_DIRECT_TOKEN={}", shell_word(token));
+    println!("YANDEX_DIRECT_TOKEN={}", shell_word(&doc.access_token));
     println!("YANDEX_DIRECT_LOGIN={}", shell_word(&client_login));
     ExitCode::SUCCESS
 }
@@ -78,112 +67,150 @@ fn shell_word(value: &str) -> String {
     }
 }
 
-/// The accounts `list` and `refresh --all` act on: every `accounts/*.json`,
-/// or `token.json` alone when no account has a file (its login unknown).
-pub(crate) fn stored_tokens(store: &TokenStore) -> Result<Vec<(String, PathBuf)>, StartupError> {
-    let accounts = store.accounts().map_err(|err| StartupError::msg(err.to_string()))?;
-    if accounts.is_empty() && store.path().exists() {
-        return Ok(vec![("(token.json)".to_owned(), store.path())]);
-    }
-    Ok(accounts.into_iter().map(|(login, _)| (login.clone(), store.account_path(&login))).collect())
+/// One stored token a command acts on: its label, file and document.
+pub(crate) struct Target {
+    pub(crate) label: String,
+    pub(crate) path: PathBuf,
+    pub(crate) doc: TokenDoc,
 }
 
-/// `list [--json]`: one line per stored account.
+/// The accounts `list`, `status --all` and `refresh --all` act on: every
+/// readable `accounts/*.json`, or `token.json` alone when no account has a
+/// file (its login unknown). Each file that cannot be read is named in a
+/// line at error priority and left out; the count of those comes back.
+pub(crate) fn stored_tokens(store: &TokenStore) -> Result<(Vec<Target>, usize), StartupError> {
+    let accounts = store.accounts().map_err(|err| StartupError::msg(err.to_string()))?;
+    for err in &accounts.skipped {
+        crate::error!("skipped: {err}");
+    }
+    let skipped = accounts.skipped.len();
+    if accounts.found.is_empty() && skipped == 0 {
+        return match store.load() {
+            Ok(Some(doc)) => Ok((vec![Target { label: "(token.json)".into(), path: store.path(), doc }], 0)),
+            Ok(None) => Ok((Vec::new(), 0)),
+            Err(err) => {
+                crate::error!("skipped: {err}");
+                Ok((Vec::new(), 1))
+            }
+        };
+    }
+    let targets = accounts
+        .found
+        .into_iter()
+        .map(|(login, doc)| Target { path: store.account_path(&login), label: login, doc })
+        .collect();
+    Ok((targets, skipped))
+}
+
+/// The one stored token `--login L` names (or `token.json`).
+fn named_target(store: &TokenStore, login: Option<&str>) -> Result<Target, String> {
+    let (label, path) = match login {
+        Some(login) => (login.to_owned(), store.account_path(login)),
+        None => ("(token.json)".to_owned(), store.path()),
+    };
+    match load_file(&path) {
+        Ok(Some(doc)) => Ok(Target { label, path, doc }),
+        Ok(None) => Err(format!(
+            "no token stored in {} yet: run the browser flow at /get_token first",
+            path.display()
+        )),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// `list [--json]`: one line per stored account; a file that cannot be
+/// read is named on stderr and the rest are listed.
 pub fn list(config: &Config) -> ExitCode {
     let store = token_store(config);
     let targets = match stored_tokens(&store) {
-        Ok(targets) => targets,
+        Ok((targets, _)) => targets,
         Err(err) => {
             crate::error!("{err}");
             return ExitCode::FAILURE;
         }
     };
     let now = now_unix();
-    let mut rows = Vec::new();
-    for (login, path) in targets {
-        let doc = match crate::store::load_file(&path) {
-            Ok(Some(doc)) => doc,
-            Ok(None) => continue,
-            Err(err) => {
-                crate::error!("{err}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let obtained = doc.get("obtained_at").and_then(|v| v.as_u64());
-        let expires = expires_at(&doc);
-        let days_left = days_left(&doc, now);
-        let direct = doc.get("direct").and_then(crate::oauth::direct::DirectCheck::from_json);
-        rows.push((login, obtained, expires, days_left, direct));
-    }
     if config.json {
-        let json: Vec<serde_json::Value> = rows
+        let json: Vec<serde_json::Value> = targets
             .iter()
-            .map(|(login, obtained, expires, days, direct)| {
+            .map(|Target { label, doc, .. }| {
+                let direct = doc.direct_check();
                 serde_json::json!({
-                    "login": login,
+                    "login": label,
                     "client_login": direct.as_ref().and_then(|check| check.client_login()),
-                    "obtained_at": obtained,
-                    "expires_at": expires,
-                    "days_left": days,
+                    "obtained_at": doc.obtained_at,
+                    "expires_at": doc.expires_at(),
+                    "days_left": doc.days_left(now),
                     "direct": direct.as_ref().map_or_else(|| "unchecked".to_owned(), |check| check.status()),
                 })
             })
             .collect();
         println!("{}", serde_json::Value::Array(json));
     } else {
-        if rows.is_empty() {
+        if targets.is_empty() {
             crate::info!("no tokens stored in {} yet", store.dir().display());
         }
-        for (login, obtained, expires, days, direct) in rows {
+        for Target { label, doc, .. } in targets {
             let show = |t: Option<u64>| t.map_or_else(|| "unknown".to_owned(), date);
-            let days = days.map_or_else(|| "unknown".to_owned(), |d| d.to_string());
+            let days = doc.days_left(now).map_or_else(|| "unknown".to_owned(), |d| d.to_string());
+            let direct = doc.direct_check();
             let client = direct.as_ref().and_then(|check| check.client_login()).unwrap_or("-");
             let status = direct.as_ref().map_or_else(|| "unchecked".to_owned(), |check| check.status());
             println!(
-                "{login}\tclient {client}\tobtained {}\texpires {}\t{days} days left\tdirect {status}",
-                show(obtained),
-                show(expires)
+                "{label}\tclient {client}\tobtained {}\texpires {}\t{days} days left\tdirect {status}",
+                show(doc.obtained_at),
+                show(doc.expires_at())
             );
         }
     }
     ExitCode::SUCCESS
 }
 
+/// What became of one token in a refresh.
+enum Refreshed {
+    /// Refreshed; whole days left.
+    Done(i64),
+    /// Not due (`--if-expires-within`).
+    NotDue,
+    /// Another run (or a login) replaced it since this run read it.
+    ByOther,
+}
+
 /// `refresh [--login L | --all] [--if-expires-within DAYS]`: trades each
-/// stored refresh token for a new token. A file is replaced only once the
-/// new token is safely written; token.json follows the account it holds.
+/// stored refresh token for a new token. Each account is refreshed under
+/// the store's lock, so two runs at once make one call to Yandex per
+/// account; a new token that cannot be written is printed, never dropped.
 pub(crate) fn refresh(config: &Config) -> Result<(), Failure> {
     let store = token_store(config);
-    let targets = if config.all {
+    let (targets, mut failed) = if config.all {
         stored_tokens(&store).map_err(Failure::runtime)?
-    } else if let Some(login) = &config.login {
-        vec![(login.clone(), store.account_path(login))]
     } else {
-        vec![("(token.json)".to_owned(), store.path())]
+        let target = named_target(&store, config.login.as_deref());
+        (vec![target.map_err(|err| Failure::runtime(StartupError::msg(err)))?], 0)
     };
-    if targets.is_empty() {
+    if targets.is_empty() && failed == 0 {
         return Err(Failure::runtime(StartupError::msg(format!(
             "no tokens stored in {} yet: run the browser flow at /get_token first",
             store.dir().display()
         ))));
     }
-    let secret_file = config.client_secret_file.as_deref().ok_or_else(|| {
-        Failure::config(StartupError::msg(
-            "no client secret: pass --client-secret-file (or YANDEX_TOKEN_CLIENT_SECRET_FILE)",
-        ))
-    })?;
-    let oauth = app::oauth_client(config, app::read_secret(secret_file).map_err(Failure::config)?)
-        .map_err(Failure::config)?;
-    let direct = app::direct_client(config, oauth.tls().clone());
+    let keeper = Keeper::from_config(config).map_err(Failure::config)?;
     let runtime = runtime()?;
-    let mut failed = 0;
-    for (label, path) in targets {
-        match refresh_one(&store, &oauth, direct.as_ref(), &runtime, config, &path) {
-            Ok(Some(days)) => crate::info!("{label}: refreshed, expires in {days} days"),
-            Ok(None) => crate::info!("{label}: not due (expires later than --if-expires-within)"),
+    for target in targets {
+        match refresh_one(&keeper, &runtime, config, &target.path, &target.doc) {
+            Ok(Refreshed::Done(days)) => crate::info!("{}: refreshed, expires in {days} days", target.label),
+            Ok(Refreshed::NotDue) => {
+                crate::info!("{}: not due (expires later than --if-expires-within)", target.label)
+            }
+            Ok(Refreshed::ByOther) => {
+                crate::info!(
+                    "{}: already replaced by another run or a login meanwhile; left as it is",
+                    target.label
+                )
+            }
             Err(err) => {
                 failed += 1;
-                crate::error!("{label}: {err}");
+                crate::error!("{}: {err}", target.label);
             }
         }
     }
@@ -193,63 +220,71 @@ pub(crate) fn refresh(config: &Config) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Refreshes the token in `path`; `Ok(None)` when the expiry filter skips it.
+/// Refreshes the token in `path`, which held `before` when this run began.
 fn refresh_one(
-    store: &TokenStore,
-    oauth: &OAuthClient,
-    direct: Option<&crate::oauth::direct::DirectClient>,
+    keeper: &Keeper,
     runtime: &tokio::runtime::Runtime,
     config: &Config,
-    path: &std::path::Path,
-) -> Result<Option<i64>, String> {
-    let doc = crate::store::load_file(path)
+    path: &Path,
+    before: &TokenDoc,
+) -> Result<Refreshed, String> {
+    let store = &keeper.store;
+    // Held across the call to Yandex: a refresh token works once, so no
+    // other process may spend it meanwhile.
+    let lock = store.lock().map_err(|err| format!("cannot lock {}: {err}", store.dir().display()))?;
+    let doc = load_file(path)
         .map_err(|err| err.to_string())?
         .ok_or_else(|| format!("{} does not exist", path.display()))?;
-    if let (Some(window), Some(expires)) = (config.if_expires_within, expires_at(&doc)) {
+    if doc.refresh_token != before.refresh_token {
+        return Ok(Refreshed::ByOther);
+    }
+    if let (Some(window), Some(expires)) = (config.if_expires_within, doc.expires_at()) {
         if expires > now_unix() + window {
-            return Ok(None);
+            return Ok(Refreshed::NotDue);
         }
     }
-    let refresh_token = doc
-        .get("refresh_token")
-        .and_then(|t| t.as_str())
-        .ok_or_else(|| format!("{} has no refresh_token", path.display()))?;
-    let token = runtime.block_on(oauth.refresh(refresh_token)).map_err(|err| {
+    let refresh_token =
+        doc.refresh_token.as_deref().ok_or_else(|| format!("{} has no refresh_token", path.display()))?;
+    let token = runtime.block_on(keeper.oauth.refresh(refresh_token)).map_err(|err| {
         let hint = match &err {
             OAuthError::Rejected { error, .. } if error == "invalid_grant" => {
-                ": the refresh token is revoked or expired; run the browser flow at /get_token again"
+                ": Yandex no longer accepts this refresh token (expired, revoked, or already used); run \
+                 the browser flow at /get_token again"
             }
             _ => "",
         };
         format!("refresh failed: {err}{hint}")
     })?;
-    let mut new_doc = TokenStore::document(token);
-    if let Some(map) = new_doc.as_object_mut() {
-        // Providers may omit a new refresh token; keep using the old one then.
-        if !map.contains_key("refresh_token") {
-            map.insert("refresh_token".into(), refresh_token.into());
-        }
-        for field in ["login", "id"] {
-            if let Some(value) = doc.get(field) {
-                map.insert(field.into(), value.clone());
-            }
-        }
+    let mut new_doc = TokenDoc::issued(token);
+    // Providers may omit a new refresh token; keep using the old one then.
+    if new_doc.refresh_token.is_none() {
+        new_doc.refresh_token = doc.refresh_token.clone();
     }
+    new_doc.login = doc.login.clone();
+    new_doc.id = doc.id.clone();
+    new_doc.device_id = doc.device_id.clone();
+    if let Err(err) = store.keep_issued_locked(&lock, &new_doc, Issued::Refresh) {
+        // Yandex has already replaced the old refresh token: this document
+        // is the only live one. It goes to stdout, for the operator.
+        println!("{}", serde_json::to_string_pretty(&new_doc.to_json()).expect("a JSON value serialises"));
+        return Err(format!(
+            "the new token could not be written ({err}); Yandex has already replaced the old refresh token, \
+             so the new token document is printed on stdout: save it as {} (mode 0600)",
+            path.display()
+        ));
+    }
+    drop(lock);
     // Whether Direct still accepts it (never a reason not to store it).
-    if let Some(direct) = direct {
-        let access_token = new_doc["access_token"].as_str().unwrap_or("").to_owned();
-        let check = runtime.block_on(direct.check(&access_token, now_unix()));
+    if let Some(direct) = &keeper.direct {
+        let check = runtime.block_on(direct.check(&new_doc.access_token, now_unix()));
         if !check.usable() {
-            crate::warn!(
-                "{}: {}",
-                doc.get("login").and_then(|l| l.as_str()).unwrap_or("token.json"),
-                check.advice()
-            );
+            crate::warn!("{}: {}", new_doc.login_or_unknown(), check.advice());
         }
-        new_doc["direct"] = check.to_json();
+        if let Err(err) =
+            store.record_verdict(new_doc.login.as_deref(), &new_doc.access_token, check.to_json())
+        {
+            crate::warn!("the Direct API's verdict could not be stored in {}: {err}", store.dir().display());
+        }
     }
-    store
-        .replace(path, &new_doc)
-        .map_err(|err| format!("the new token could not be written ({err}); the old file is intact"))?;
-    Ok(Some(days_left(new_doc.as_object().expect("a document is an object"), now_unix()).unwrap_or(0)))
+    Ok(Refreshed::Done(new_doc.days_left(now_unix()).unwrap_or(0)))
 }

@@ -21,7 +21,12 @@ pub fn help_text() -> String {
         "            from stdin; no domain, certificate or open port needed\n",
         "  device    the device flow: show a code to enter at Yandex's device page, wait for Allow.\n",
         "            With --device-id the token is a device token: a user holds at most 30 per app,\n",
-        "            and a new one revokes the oldest\n\n",
+        "            and a new one revokes the oldest\n",
+        "  revoke    --login L: revoke the account's token at Yandex where Yandex allows it (device\n",
+        "            tokens) and remove its files either way\n\n",
+        "Tokens: Yandex lets an app revoke only device tokens (--device-id, with serve, login or\n",
+        "device). A regular token stays valid until its expiry, or until its owner revokes it at\n",
+        "id.yandex.ru (Data access), changes the password or logs out on all devices.\n\n",
         "Options (each also read from its environment variable):\n",
     ));
     for spec in OPTIONS {

@@ -50,6 +50,8 @@ pub enum Command {
     Login,
     /// The device flow: show a user code, poll until the user allows it.
     Device,
+    /// Revoke an account's token where Yandex allows it, and remove its files.
+    Revoke,
 }
 
 impl Command {
@@ -64,6 +66,7 @@ impl Command {
             "list" => Command::List,
             "login" => Command::Login,
             "device" => Command::Device,
+            "revoke" => Command::Revoke,
             _ => return None,
         })
     }

@@ -221,14 +221,15 @@ pub const OPTIONS: &[OptionSpec] = &[
         env: "YANDEX_TOKEN_DEVICE_ID",
         value: "ID",
         default: "none: a plain token",
-        help: "device: 6-50 printable ASCII characters; makes a device token (at most 30 per user and app)",
+        help: "serve, login, device: 6-50 printable ASCII characters; makes device tokens, which revoke can \
+               revoke (at most 30 per user and app; a new one revokes the oldest)",
     },
     OptionSpec {
         flag: "device-name",
         env: "YANDEX_TOKEN_DEVICE_NAME",
         value: "NAME",
         default: "none (ignored without --device-id)",
-        help: "device: the name Yandex shows for the device, at most 100 characters",
+        help: "serve, login, device: the name Yandex shows for the device, at most 100 characters",
     },
     OptionSpec {
         flag: "all",

@@ -7,6 +7,7 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use crate::http::router::{Body, json_response};
+use crate::keeper::login::LoginError;
 use crate::oauth::OAuthError;
 use crate::util::secret::Secret;
 
@@ -35,8 +36,8 @@ pub enum AppError {
         /// The token document that could not be written.
         token: Secret<serde_json::Value>,
     },
-    /// The token belongs to a Yandex account not on `--allow-login`; it
-    /// was revoked and not stored.
+    /// The token belongs to a Yandex account not on `--allow-login`: not
+    /// stored; the text says whether Yandex revoked it.
     LoginNotAllowed(String),
     /// Only the ACME placeholder certificate is served so far.
     CertificatePending,
@@ -105,10 +106,7 @@ impl AppError {
                     "token": token.expose(),
                 });
             }
-            AppError::LoginNotAllowed(login) => (
-                "login_not_allowed",
-                format!("tokens of the Yandex account '{login}' are not kept here; the token was revoked"),
-            ),
+            AppError::LoginNotAllowed(text) => ("login_not_allowed", text.clone()),
             AppError::CertificatePending => (
                 "certificate_pending",
                 "this server is still getting its TLS certificate over ACME; try again in a minute"
@@ -205,12 +203,15 @@ impl AppError {
     }
 }
 
-impl From<crate::store::keep::KeepError> for AppError {
-    fn from(err: crate::store::keep::KeepError) -> AppError {
+impl From<&LoginError> for AppError {
+    fn from(err: &LoginError) -> AppError {
         match err {
-            crate::store::keep::KeepError::LoginNotAllowed(login) => AppError::LoginNotAllowed(login),
-            crate::store::keep::KeepError::NotStored { reason, token } => {
-                AppError::StoreFailed { reason, token }
+            LoginError::Exchange(err) => AppError::Upstream(err.clone()),
+            LoginError::LoginNotAllowed { login, revoked } => {
+                AppError::LoginNotAllowed(LoginError::refusal_text(login, revoked))
+            }
+            LoginError::NotStored { reason, token } => {
+                AppError::StoreFailed { reason: reason.clone(), token: Secret::new(token.expose().to_json()) }
             }
         }
     }

@@ -6,7 +6,7 @@
 //! the user's refusal. The state is always checked before the token
 //! endpoint is called.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -18,9 +18,9 @@ use crate::config::Flow;
 use crate::http::app::App;
 use crate::http::error::AppError;
 use crate::http::router::{self, Body, json_response};
-use crate::oauth::pending::{COOKIE_PREFIX, clear_for_state, cookie_name};
-use crate::oauth::{Pkce, usable_code};
-use crate::store::keep::{Keeper, keep};
+use crate::keeper::login::{Grant, Kept, Login, Progress};
+use crate::oauth::pending::{ALREADY_USED, COOKIE_PREFIX, clear_for_state, cookie_name};
+use crate::oauth::{OAuthError, Pkce, usable_code};
 use crate::util::encoding::{UrlSafe32, cookie_pairs, pick_params};
 use crate::util::secret::{Secret, fill_random};
 use crate::util::time::now_unix;
@@ -99,11 +99,11 @@ fn begin(app: &App, headers: &HeaderMap) -> Begun {
     let pkce = Pkce::from_verifier(UrlSafe32::encode(verifier.try_into().expect("32 bytes")));
     let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("NONCE_LEN bytes");
     random.fill(0);
-    let authorize_url = app.oauth.authorize_url(&state, &pkce.challenge);
+    let authorize_url = app.keeper.oauth.authorize_url(&state, &pkce.challenge);
     let present: Vec<&str> =
         cookies(headers).map(|(name, _)| name).filter(|name| name.starts_with(COOKIE_PREFIX)).collect();
     let (cookie, clears) = app.pending.start(state.as_bytes(), &pkce.verifier, &nonce, now_unix(), &present);
-    app.metrics.flow_started();
+    app.keeper.metrics.flow_started();
     let set_cookies = std::iter::once(cookie).chain(clears.into_iter().map(String::into_bytes)).collect();
     Begun { state, authorize_url, set_cookies }
 }
@@ -220,9 +220,15 @@ fn check_same_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(),
     }
 }
 
-/// Finishes a flow: the code's shape, then the state, then exchange,
-/// keep and answer. The code is checked first so that a bad paste does not
-/// spend the flow; the token endpoint is called only after the state.
+/// How long an answer waits for the Direct API's verdict once the token is
+/// stored; past it, the answer says the check still runs.
+const DIRECT_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Finishes a flow: the code's shape, then the state, then the login
+/// (exchange, account, allow-list, save, Direct verdict) as a task of its
+/// own, and the answer once the token is stored. The code is checked first
+/// so that a bad paste does not spend the flow; the token endpoint is
+/// called only after the state.
 async fn finish(app: &App, headers: &HeaderMap, code: &str, state: &str) -> Result<Response<Body>, AppError> {
     let code = usable_code(code).ok_or_else(|| {
         AppError::BadRequest(
@@ -230,36 +236,56 @@ async fn finish(app: &App, headers: &HeaderMap, code: &str, state: &str) -> Resu
         )
     })?;
     // The limits first: a flow refused for them stays usable for a retry.
-    let _slot = app.exchanges.slot().map_err(AppError::TooBusy)?;
+    let slot = app.exchanges.slot().map_err(AppError::TooBusy)?;
     app.exchanges.check_rate().map_err(AppError::TooBusy)?;
-    let taken = app.pending.take(state, cookies(headers), now_unix()).map_err(|refusal| {
-        // A cookie of this state that cannot be used (expired, damaged)
-        // is dropped too.
-        let name = cookie_name(state);
-        let refused = AppError::BadState(refusal);
-        if cookies(headers).any(|(cookie, _)| cookie == name) {
-            refused.ending_flow(clear_for_state(state))
-        } else {
-            refused
+    let taken = match app.pending.take(state, cookies(headers), now_unix()) {
+        Ok(taken) => taken,
+        // This browser's flow cookie, a state it already sent: the double
+        // click. The first login's outcome answers it.
+        Err(ALREADY_USED) if app.logins.find(state).is_some() => {
+            let login = app.logins.find(state).expect("just found");
+            return answer_login(headers, login, clear_for_state(state)).await;
         }
-    })?;
-    // From here on the flow is spent: every answer clears its cookie.
-    let clear_cookie = taken.clear_cookie;
-    app.exchanges.count();
-    let started = Instant::now();
-    let token = app.oauth.exchange_code(&Secret::new(code.to_owned()), &taken.verifier).await;
-    app.metrics.upstream_latency(started.elapsed());
-    let token = token.map_err(|err| AppError::Upstream(err).ending_flow(clear_cookie.clone()))?;
-    let keeper = Keeper {
-        oauth: &app.oauth,
-        store: &app.store,
-        allow_logins: &app.allow_logins,
-        metrics: &app.metrics,
-        direct: app.direct.as_ref(),
+        Err(refusal) => {
+            // A cookie of this state that cannot be used (expired, damaged)
+            // is dropped too.
+            let name = cookie_name(state);
+            let refused = AppError::BadState(refusal);
+            return Err(if cookies(headers).any(|(cookie, _)| cookie == name) {
+                refused.ending_flow(clear_for_state(state))
+            } else {
+                refused
+            });
+        }
     };
-    let doc =
-        keep(keeper, token).await.map_err(|err| AppError::from(err).ending_flow(clear_cookie.clone()))?;
-    let mut response = answer(headers, doc);
+    // From here on the flow is spent: every answer clears its cookie.
+    app.exchanges.count();
+    let grant = Grant::Code { code: Secret::new(code.to_owned()), verifier: taken.verifier };
+    let login = app.keeper.start(grant, slot);
+    app.logins.add(state, login.clone());
+    answer_login(headers, login, taken.clear_cookie).await
+}
+
+/// Waits for a login's outcome (for the Direct verdict only
+/// [`DIRECT_PATIENCE`]) and answers with it. If this request goes away
+/// meanwhile, the login goes on without it.
+async fn answer_login(
+    headers: &HeaderMap,
+    mut login: Login,
+    clear_cookie: String,
+) -> Result<Response<Body>, AppError> {
+    let kept = match login.settled(DIRECT_PATIENCE).await {
+        Progress::Stored(kept) => (kept, true),
+        Progress::Finished(kept) => (kept, false),
+        Progress::Failed(err) => return Err(AppError::from(&*err).ending_flow(clear_cookie)),
+        Progress::Running => {
+            return Err(AppError::Upstream(OAuthError::Unreachable(
+                "the login ended without an outcome".into(),
+            ))
+            .ending_flow(clear_cookie));
+        }
+    };
+    let mut response = answer(headers, &kept.0, kept.1);
     if let Ok(clear) = HeaderValue::try_from(clear_cookie) {
         response.headers_mut().append(header::SET_COOKIE, clear);
     }
@@ -269,21 +295,32 @@ async fn finish(app: &App, headers: &HeaderMap, code: &str, state: &str) -> Resu
 /// The answer to a completed flow, without the refresh token (it stays on
 /// disk, where `refresh` uses it): a page for a browser (`Accept:
 /// text/html`), the token JSON for everyone else (curl's `*/*` included).
-fn answer(headers: &HeaderMap, mut doc: serde_json::Value) -> Response<Body> {
-    if let Some(fields) = doc.as_object_mut() {
-        fields.remove("refresh_token");
+/// `checking` says the Direct API has not answered yet.
+fn answer(headers: &HeaderMap, kept: &Kept, checking: bool) -> Response<Body> {
+    const CHECKING: &str = "the check is still running; yandex-token status will tell";
+    const SUPERSEDED: &str =
+        "a token of this account issued later is already stored; this one was not written";
+    let mut doc = kept.doc.without_refresh_token();
+    let warning = if kept.saved.superseded { Some(SUPERSEDED) } else { kept.warning.as_deref() };
+    if let Some(warning) = warning {
+        doc["warning"] = warning.into();
+    }
+    if checking {
+        doc["direct"] = serde_json::json!({ "status": "checking", "note": CHECKING });
     }
     if !accepts(headers, "text/html") {
         return json_response(StatusCode::OK, &doc);
     }
-    let expires = crate::store::stored_expiry(&doc);
-    let direct =
-        doc.get("direct").and_then(crate::oauth::direct::DirectCheck::from_json).map(|check| check.advice());
+    let direct = if checking {
+        Some(CHECKING.to_owned())
+    } else {
+        kept.doc.direct_check().map(|check| check.advice())
+    };
     crate::http::pages::token_stored(
-        doc.get("login").and_then(serde_json::Value::as_str),
-        expires,
+        kept.doc.login.as_deref(),
+        kept.doc.expiry(),
         direct.as_deref(),
-        doc.get("access_token").and_then(serde_json::Value::as_str).unwrap_or(""),
+        &kept.doc.access_token,
     )
 }
 

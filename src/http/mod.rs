@@ -13,5 +13,6 @@ pub mod error;
 pub mod exchanges;
 pub mod get_token;
 pub mod pages;
+pub mod recent;
 pub mod router;
 pub mod server;

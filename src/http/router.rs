@@ -54,8 +54,8 @@ pub fn metrics(request: &Request<Incoming>, app: &App) -> Response<Body> {
     let started = Instant::now();
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
-            let mut text = app.metrics.render();
-            text.push_str(&crate::util::metrics::direct_tokens(&app.store.direct_counts()));
+            let mut text = app.keeper.metrics.render();
+            text.push_str(&crate::util::metrics::direct_tokens(&app.keeper.store.direct_counts()));
             let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -113,7 +113,7 @@ pub async fn route(mut request: Request<Incoming>, app: &App) -> Response<Body> 
         Ok(response) => (response, None),
         Err(err) => {
             let label = err.kind();
-            app.metrics.error(label);
+            app.keeper.metrics.error(label);
             let detail = err.detail();
             (err.into_response(), Some((label, detail)))
         }

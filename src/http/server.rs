@@ -175,7 +175,7 @@ async fn accept_loop(
         let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _open = OpenConnection::new(&shared.app.metrics);
+            let _open = OpenConnection::new(&shared.app.keeper.metrics);
             tokio::select! {
                 _ = serve(tcp, role, &shared, watcher, activity.clone()) => {}
                 _ = activity.shed() => {}

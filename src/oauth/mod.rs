@@ -103,7 +103,7 @@ pub struct Account {
 }
 
 /// Why the token endpoint did not give us a token.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum OAuthError {
     /// The provider answered with an OAuth error (4xx JSON), e.g. `invalid_grant`.
     Rejected {
@@ -125,6 +125,9 @@ pub enum OAuthError {
     Unreachable(String),
     /// An answer that is not a token nor an OAuth error.
     BadResponse(String),
+    /// A success (2xx) answer that is not a usable token: waiting or
+    /// asking again will not make it one.
+    NotAToken(String),
 }
 
 impl OAuthError {
@@ -135,7 +138,8 @@ impl OAuthError {
             OAuthError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             OAuthError::CredentialsRefused { .. }
             | OAuthError::Unreachable(_)
-            | OAuthError::BadResponse(_) => StatusCode::BAD_GATEWAY,
+            | OAuthError::BadResponse(_)
+            | OAuthError::NotAToken(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -160,7 +164,7 @@ impl OAuthError {
                 "error": "upstream_unreachable",
                 "error_description": format!("the token endpoint could not be reached: {why}"),
             }),
-            OAuthError::BadResponse(why) => json!({
+            OAuthError::BadResponse(why) | OAuthError::NotAToken(why) => json!({
                 "error": "upstream_bad_response",
                 "error_description": format!("the token endpoint gave an unusable answer: {why}"),
             }),
@@ -174,7 +178,7 @@ impl OAuthError {
             OAuthError::CredentialsRefused { .. } => "credentials_refused",
             OAuthError::Timeout(_) => "upstream_timeout",
             OAuthError::Unreachable(_) => "upstream_unreachable",
-            OAuthError::BadResponse(_) => "upstream_bad_response",
+            OAuthError::BadResponse(_) | OAuthError::NotAToken(_) => "upstream_bad_response",
         }
     }
 }
@@ -191,6 +195,7 @@ impl fmt::Display for OAuthError {
             OAuthError::Timeout(phase) => write!(f, "Yandex OAuth timed out ({phase})"),
             OAuthError::Unreachable(why) => write!(f, "Yandex OAuth is unreachable: {why}"),
             OAuthError::BadResponse(why) => write!(f, "Yandex OAuth answered badly: {why}"),
+            OAuthError::NotAToken(why) => write!(f, "Yandex OAuth answered without a usable token: {why}"),
         }
     }
 }
@@ -276,6 +281,21 @@ impl OAuthClient {
         self
     }
 
+    /// Asks for device tokens in the authorize URL (`device_id`,
+    /// `device_name`): such tokens can be revoked by the app, and Yandex
+    /// keeps at most 30 per user and app (a new one revokes the oldest).
+    pub fn with_device(mut self, device_id: Option<&str>, device_name: Option<&str>) -> OAuthClient {
+        if let Some(id) = device_id {
+            self.authorize_tail.push_str("&device_id=");
+            percent_encode(id, &mut self.authorize_tail);
+            if let Some(name) = device_name {
+                self.authorize_tail.push_str("&device_name=");
+                percent_encode(name, &mut self.authorize_tail);
+            }
+        }
+        self
+    }
+
     /// Asks Yandex ID whose token this is (`GET /info?format=json` with
     /// `Authorization: OAuth <token>`).
     pub async fn lookup_account(&self, access_token: &str) -> Result<Account, OAuthError> {
@@ -301,7 +321,9 @@ impl OAuthClient {
         }
     }
 
-    /// Revokes a token at the provider (`POST {oauth}revoke_token`).
+    /// Revokes a token at the provider (`POST {oauth}revoke_token`). Yandex
+    /// revokes only tokens issued for a device; for others it answers an
+    /// OAuth error, returned as it came.
     pub async fn revoke(&self, access_token: &str) -> Result<(), OAuthError> {
         let secret = self.secret();
         let form = form_encode(&[
@@ -309,13 +331,12 @@ impl OAuthClient {
             ("client_id", self.client_id.as_str()),
             ("client_secret", secret.expose()),
         ]);
-        let (status, _) =
+        let (status, body) =
             with_timeout(self.limits.total_timeout, "total", self.post_form(&self.revoke, form)).await??;
         if status.is_success() {
-            Ok(())
-        } else {
-            Err(OAuthError::BadResponse(format!("HTTP {} from revoke_token", status.as_u16())))
+            return Ok(());
         }
+        classify_json(status, &body).and(Err(OAuthError::BadResponse(format!("HTTP {}", status.as_u16()))))
     }
 
     /// The TLS client configuration, to share with the Direct API's client.
@@ -558,9 +579,9 @@ fn classify(status: StatusCode, body: &[u8]) -> Result<Token, OAuthError> {
         .and_then(Value::as_str)
         .is_some_and(|kind| kind.eq_ignore_ascii_case("bearer"));
     if !bearer {
-        return Err(OAuthError::BadResponse("the token_type is not bearer".to_owned()));
+        return Err(OAuthError::NotAToken("the token_type is not bearer".to_owned()));
     }
-    Token::from_json(json).ok_or_else(|| OAuthError::BadResponse("JSON without an access_token".to_owned()))
+    Token::from_json(json).ok_or_else(|| OAuthError::NotAToken("JSON without an access_token".to_owned()))
 }
 
 /// Sorts an answer into a 2xx JSON value, the provider's OAuth error, or junk.
@@ -569,6 +590,12 @@ fn classify_json(status: StatusCode, body: &[u8]) -> Result<Value, OAuthError> {
         return Err(OAuthError::BadResponse(format!("HTTP {}", status.as_u16())));
     }
     let Ok(json) = serde_json::from_slice::<Value>(body) else {
+        if status.is_success() {
+            return Err(OAuthError::NotAToken(format!(
+                "HTTP {} with a body that is not JSON",
+                status.as_u16()
+            )));
+        }
         return Err(OAuthError::BadResponse(format!(
             "HTTP {} with a body that is not JSON",
             status.as_u16()

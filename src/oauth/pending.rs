@@ -29,6 +29,10 @@ pub const COOKIE_PREFIX: &str = "__Host-yt-flow-";
 /// Why a callback's state was refused. The text goes to the browser.
 pub type Refusal = &'static str;
 
+/// The refusal of a state this browser already used: the caller may have
+/// the first use's outcome to give instead.
+pub const ALREADY_USED: Refusal = "this state was already used: start again at /get_token";
+
 /// Bytes of SHA-256(state) in a cookie's name, and the name's length.
 const NAME_HASH_LEN: usize = 12;
 const NAME_LEN: usize = COOKIE_PREFIX.len() + base64_len(NAME_HASH_LEN, false);
@@ -221,7 +225,7 @@ impl PendingStates {
             }
         }
         if used.expiry.insert(key, expires).is_some() {
-            return Err("this state was already used: start again at /get_token");
+            return Err(ALREADY_USED);
         }
         used.order.push_back((key, expires));
         Ok(Taken { verifier: Secret::new(verifier), clear_cookie: clear(&name) })

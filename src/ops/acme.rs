@@ -165,7 +165,7 @@ impl Manager {
                 // put one there) is served from the next handshake on.
                 if self.certs.current().cert != current.certified.cert && current.not_after > now_unix_i64() {
                     self.certs.install(current.certified.clone());
-                    app.metrics.certificate_expires(current.not_after);
+                    app.keeper.metrics.certificate_expires(current.not_after);
                 }
                 let renew_at = current.renew_at();
                 if renew_at > now_unix_i64() {
@@ -201,7 +201,7 @@ impl Manager {
                         crate::util::time::date(u64::try_from(issued.not_after).unwrap_or(0))
                     );
                     self.certs.install(issued.certified.clone());
-                    app.metrics.certificate_expires(issued.not_after);
+                    app.keeper.metrics.certificate_expires(issued.not_after);
                     match self.save(&issued) {
                         Ok(()) => unsaved = None,
                         Err(err) => {
@@ -272,7 +272,7 @@ impl Manager {
     /// and not expired. Anything else is reported and ignored.
     fn cached(&self) -> Option<Issued> {
         let path = self.dir.join(CERTIFICATE_FILE);
-        let doc = match crate::store::load_file(&path) {
+        let doc = match crate::store::load_object(&path) {
             Ok(Some(doc)) => doc,
             Ok(None) => return None,
             Err(err) => {
@@ -542,6 +542,7 @@ fn other(err: OAuthError) -> instant_acme::Error {
         OAuthError::Timeout(phase) => format!("the ACME server did not answer in time ({phase})"),
         OAuthError::Unreachable(why) => format!("the ACME server is unreachable: {why}"),
         OAuthError::BadResponse(why)
+        | OAuthError::NotAToken(why)
         | OAuthError::Rejected { error: why, .. }
         | OAuthError::CredentialsRefused { error: why } => format!("the ACME server answered badly: {why}"),
     };

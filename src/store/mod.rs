@@ -1,30 +1,31 @@
-//! `token.json`: the one place tokens live on disk. Writes are atomic and
-//! durable (temp file 0600, fsync, rename, fsync of the directory), so a
-//! crash at any moment leaves either the old token or the new one, whole.
+//! `token.json` and `accounts/LOGIN.json`: the one place tokens live on
+//! disk. Writes are atomic and durable (temp file 0600, fsync, rename,
+//! fsync of the directory), so a crash at any moment leaves either the old
+//! token or the new one, whole. Every read-modify-write holds the
+//! directory's lock ([`StoreLock`]) and compares before it writes: the
+//! newest token Yandex issued wins, and a file that changed while a
+//! process was on the network is never overwritten with what it loaded.
 //!
-//! What lives here: the store, and [`keep`], what every way of logging in
-//! does with a new token. It imports `util`, `config` and `oauth`.
+//! What lives here: the store, the typed document ([`TokenDoc`]), the
+//! lock and the file operations. No network: it imports `util`, `config`
+//! and `oauth`'s types only.
 
-pub mod keep;
+mod document;
+mod files;
+mod lock;
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::util::time::now_unix;
+pub use document::TokenDoc;
+pub use files::{LoadError, create_private_dir, is_interrupted_write, load_file, load_object, save_atomic};
+pub use lock::StoreLock;
 
-use serde_json::{Map, Value};
-
-use crate::oauth::Token;
-
-/// The file name of the stored token inside the token directory.
+/// The file name of the most recent token inside the token directory.
 pub const TOKEN_FILE: &str = "token.json";
 /// The directory, inside the token directory, of per-account tokens.
 pub const ACCOUNTS_DIR: &str = "accounts";
-
-/// A stored token document: the provider's fields plus ours.
-pub type TokenDoc = Map<String, Value>;
 
 /// The token directory.
 #[derive(Debug, Clone)]
@@ -32,30 +33,34 @@ pub struct TokenStore {
     dir: PathBuf,
 }
 
-/// Why a stored token could not be read.
-#[derive(Debug)]
-pub enum LoadError {
-    /// The file could not be read (permissions, I/O).
-    Io(PathBuf, io::Error),
-    /// The file is not a JSON object.
-    Corrupt(PathBuf),
+/// How a freshly issued token came: it decides whether `token.json`, the
+/// most recent login, follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issued {
+    /// A login (any flow): `token.json` becomes this token.
+    Login,
+    /// A refresh: `token.json` follows only when it holds the same account.
+    Refresh,
 }
 
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LoadError::Io(path, err) if err.kind() == io::ErrorKind::PermissionDenied => write!(
-                f,
-                "cannot read {}: {err} (run as the service user, e.g. with sudo -u yandex-token)",
-                path.display()
-            ),
-            LoadError::Io(path, err) => write!(f, "cannot read {}: {err}", path.display()),
-            LoadError::Corrupt(path) => write!(f, "{} is not a JSON object", path.display()),
-        }
-    }
+/// Where a freshly issued token went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The file that holds it (the account's, or `token.json`).
+    pub file: PathBuf,
+    /// `true` when a token of the same account issued later was already
+    /// on disk: that one stays, and this one was not written.
+    pub superseded: bool,
 }
 
-impl std::error::Error for LoadError {}
+/// The stored accounts that could be read, and the files that could not.
+#[derive(Debug, Default)]
+pub struct Accounts {
+    /// Each readable account, sorted by login.
+    pub found: Vec<(String, TokenDoc)>,
+    /// Each file skipped, with why.
+    pub skipped: Vec<LoadError>,
+}
 
 impl TokenStore {
     /// A store in `dir`; nothing is touched until the first save.
@@ -73,77 +78,145 @@ impl TokenStore {
         self.dir.join(TOKEN_FILE)
     }
 
-    /// The document stored for `token`: its fields plus `obtained_at`, the
-    /// Unix time now.
-    pub fn document(token: Token) -> Value {
-        let mut doc: Map<String, Value> = token.into_map();
-        doc.insert("obtained_at".to_owned(), Value::from(now_unix()));
-        Value::Object(doc)
-    }
-
-    /// Stores `doc` as `token.json`, creating the directory (0700) if needed.
-    /// Returns only once the file and its directory entry are on disk.
-    pub fn save(&self, doc: &Value) -> io::Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(doc).expect("a JSON value serialises");
-        bytes.push(b'\n');
-        self.ensure_dir()?;
-        save_atomic(&self.dir, TOKEN_FILE, &bytes)
-    }
-
     /// The path of an account's token file.
     pub fn account_path(&self, login: &str) -> PathBuf {
         self.dir.join(ACCOUNTS_DIR).join(format!("{login}.json"))
     }
 
-    /// Stores `doc` as `accounts/<login>.json` (0600, atomic, directory 0700).
-    /// `login` must have passed [`crate::config::valid_login`].
-    pub fn save_account(&self, login: &str, doc: &Value) -> io::Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(doc).expect("a JSON value serialises");
-        bytes.push(b'\n');
+    /// The file a document belongs in: its account's, or `token.json`
+    /// when the account is not known.
+    pub fn home_of(&self, doc: &TokenDoc) -> PathBuf {
+        match doc.login.as_deref().filter(|login| crate::config::valid_login(login)) {
+            Some(login) => self.account_path(login),
+            None => self.path(),
+        }
+    }
+
+    /// Takes the directory's lock, creating the directory (0700) first if
+    /// needed. Blocks while another holder (any process) has it.
+    pub fn lock(&self) -> io::Result<StoreLock> {
         self.ensure_dir()?;
-        let accounts = self.dir.join(ACCOUNTS_DIR);
-        if !accounts.is_dir() {
-            DirBuilder::new().mode(0o700).create(&accounts)?;
-        }
-        save_atomic(&accounts, &format!("{login}.json"), &bytes)
+        StoreLock::acquire(&self.dir)
     }
 
-    /// Replaces the document at `path` (an account's file or `token.json`)
-    /// with `doc`. `token.json` is the most recent token: it follows when
-    /// it holds the same account.
-    pub fn replace(&self, path: &Path, doc: &Value) -> io::Result<()> {
-        let login =
-            doc.get("login").and_then(Value::as_str).filter(|login| crate::config::valid_login(login));
-        let Some(login) = login else { return self.save(doc) };
-        self.save_account(login, doc)?;
-        let current = if path == self.path() { None } else { self.load().ok().flatten() };
-        if path == self.path()
-            || current.as_ref().and_then(|c| c.get("login")).and_then(Value::as_str) == Some(login)
-        {
-            self.save(doc)?;
-        }
-        Ok(())
+    /// Reads `token.json`; `Ok(None)` when there is none yet.
+    pub fn load(&self) -> Result<Option<TokenDoc>, LoadError> {
+        load_file(&self.path())
     }
 
-    /// Every stored account, sorted by login.
-    pub fn accounts(&self) -> Result<Vec<(String, TokenDoc)>, LoadError> {
-        let dir = self.dir.join(ACCOUNTS_DIR);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(LoadError::Io(dir, err)),
+    /// Stores a token Yandex just issued, under the lock: see
+    /// [`TokenStore::keep_issued_locked`].
+    pub fn keep_issued(&self, doc: &TokenDoc, how: Issued) -> io::Result<Saved> {
+        let lock = self.lock()?;
+        self.keep_issued_locked(&lock, doc, how)
+    }
+
+    /// Stores a token Yandex just issued, by the rule *the newest token
+    /// wins*: the account's file takes it unless it holds one issued later
+    /// (then nothing is written, and the answer says so); `token.json`
+    /// takes it on a login, and on a refresh when it holds the same
+    /// account, again unless it holds a later one. A file that cannot be
+    /// parsed is replaced: a fresh token is worth more than a broken file.
+    pub fn keep_issued_locked(&self, _lock: &StoreLock, doc: &TokenDoc, how: Issued) -> io::Result<Saved> {
+        let bytes = doc.to_bytes();
+        let newer = |current: &Result<Option<TokenDoc>, LoadError>| matches!(current, Ok(Some(current)) if current.issued_ms() > doc.issued_ms());
+        let login = doc.login.as_deref().filter(|login| crate::config::valid_login(login));
+        if let Some(login) = login {
+            let path = self.account_path(login);
+            let current = load_file(&path);
+            if let Err(LoadError::Io(_, err)) = current {
+                return Err(err);
+            }
+            if newer(&current) {
+                return Ok(Saved { file: path, superseded: true });
+            }
+            let accounts = self.dir.join(ACCOUNTS_DIR);
+            files::create_dir_once(&accounts)?;
+            save_atomic(&accounts, &format!("{login}.json"), &bytes)?;
+        }
+        let current = self.load();
+        let same_slot = match &current {
+            Ok(Some(current)) => current.login.as_deref() == login,
+            Ok(None) | Err(LoadError::Corrupt(_)) => true,
+            Err(LoadError::Io(_, _)) => false,
         };
-        let mut accounts = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(login) = name.strip_suffix(".json") else { continue };
-            if crate::config::valid_login(login) {
-                if let Some(doc) = load_file(&entry.path())? {
-                    accounts.push((login.to_owned(), doc));
+        let follows = match how {
+            Issued::Login => login.is_none() || !newer(&current),
+            Issued::Refresh => same_slot && !newer(&current),
+        };
+        if login.is_none() && newer(&current) {
+            return Ok(Saved { file: self.path(), superseded: true });
+        }
+        if follows || login.is_none() {
+            save_atomic(&self.dir, TOKEN_FILE, &bytes)?;
+        }
+        Ok(Saved { file: self.home_of(doc), superseded: false })
+    }
+
+    /// Stores what the Direct API said of `access_token` in every file
+    /// that still holds that token (the account's, `token.json`). A file
+    /// that holds another token by now is left alone: the verdict was
+    /// about a token it no longer has. Returns how many files took it.
+    pub fn record_verdict(
+        &self,
+        login: Option<&str>,
+        access_token: &str,
+        verdict: serde_json::Value,
+    ) -> io::Result<usize> {
+        let _lock = self.lock()?;
+        let mut written = 0;
+        let account =
+            login.filter(|login| crate::config::valid_login(login)).map(|login| self.account_path(login));
+        for path in account.into_iter().chain(std::iter::once(self.path())) {
+            if let Ok(Some(mut current)) = load_file(&path) {
+                if current.access_token == access_token {
+                    current.direct = Some(verdict.clone());
+                    let (dir, name) = split(&path);
+                    save_atomic(dir, name, &current.to_bytes())?;
+                    written += 1;
                 }
             }
         }
-        accounts.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(written)
+    }
+
+    /// Removes an account's file, and `token.json` when it holds that
+    /// account. Returns which of the two were there.
+    pub fn remove_account(&self, login: &str) -> io::Result<(bool, bool)> {
+        let _lock = self.lock()?;
+        let removed_account = remove_if_there(&self.account_path(login))?;
+        let holds_it = matches!(self.load(), Ok(Some(doc)) if doc.login.as_deref() == Some(login));
+        let removed_token_file = holds_it && remove_if_there(&self.path())?;
+        if removed_account || removed_token_file {
+            fs::File::open(&self.dir)?.sync_all()?;
+        }
+        Ok((removed_account, removed_token_file))
+    }
+
+    /// Every stored account, sorted by login. A file that cannot be read
+    /// or parsed is skipped and named in [`Accounts::skipped`], so one bad
+    /// file spoils nothing else.
+    pub fn accounts(&self) -> Result<Accounts, LoadError> {
+        let dir = self.dir.join(ACCOUNTS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Accounts::default()),
+            Err(err) => return Err(LoadError::Io(dir, err)),
+        };
+        let mut accounts = Accounts::default();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(login) = name.strip_suffix(".json") else { continue };
+            if !crate::config::valid_login(login) {
+                continue;
+            }
+            match load_file(&entry.path()) {
+                Ok(Some(doc)) => accounts.found.push((login.to_owned(), doc)),
+                Ok(None) => {}
+                Err(err) => accounts.skipped.push(err),
+            }
+        }
+        accounts.found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(accounts)
     }
 
@@ -151,88 +224,29 @@ impl TokenStore {
     /// their tokens (`ok`, `error_58`, `unreachable`, `unchecked`).
     pub fn direct_counts(&self) -> std::collections::BTreeMap<String, u64> {
         let mut counts = std::collections::BTreeMap::new();
-        for (_, doc) in self.accounts().unwrap_or_default() {
-            let label = doc
-                .get("direct")
-                .and_then(crate::oauth::direct::DirectCheck::from_json)
-                .map_or_else(|| "unchecked".to_owned(), |check| check.label());
+        for (_, doc) in self.accounts().map(|accounts| accounts.found).unwrap_or_default() {
+            let label = doc.direct_check().map_or_else(|| "unchecked".to_owned(), |check| check.label());
             *counts.entry(label).or_default() += 1;
         }
         counts
     }
 
-    /// Reads `token.json`; `Ok(None)` when there is none yet.
-    pub fn load(&self) -> Result<Option<Map<String, Value>>, LoadError> {
-        load_file(&self.path())
-    }
-
-    /// Puts the directory (0700) and `token.json` (0600) back to private
-    /// modes if someone loosened them, and removes temp files a crash left
-    /// behind. Returns what it fixed, for the log; never the contents.
+    /// Puts the directory and `accounts/` (0700) and the token files
+    /// (0600) back to private modes if someone loosened them, and removes
+    /// temp files a crash left behind. Links are never followed. Returns
+    /// what it fixed, for the log; never the contents.
     pub fn fix_modes(&self) -> io::Result<Vec<String>> {
-        use std::os::unix::fs::PermissionsExt;
         let mut fixed = Vec::new();
-        let dir_meta = match fs::metadata(&self.dir) {
-            Ok(meta) => meta,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(fixed),
-            Err(err) => return Err(err),
-        };
-        if dir_meta.is_dir() && dir_meta.permissions().mode() & 0o077 != 0 {
-            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
-            fixed.push(format!(
-                "{} was mode {:o}, now 0700",
-                self.dir.display(),
-                dir_meta.permissions().mode() & 0o777
-            ));
+        if !self.dir.is_dir() {
+            return Ok(fixed);
         }
-        let path = self.path();
-        if let Ok(meta) = fs::metadata(&path) {
-            if meta.permissions().mode() & 0o777 != 0o600 {
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
-                fixed.push(format!(
-                    "{} was mode {:o}, now 0600",
-                    path.display(),
-                    meta.permissions().mode() & 0o777
-                ));
-            }
-        }
+        // The directory itself as configured (systemd's StateDirectory=
+        // may be a link to /var/lib/private); nothing inside it is followed.
+        fixed.extend(files::ensure_private_mode(&self.dir, 0o700, true)?);
+        fixed.extend(fix_entries(&self.dir, |name| name == TOKEN_FILE)?);
         let accounts = self.dir.join(ACCOUNTS_DIR);
-        if let Ok(meta) = fs::metadata(&accounts) {
-            if meta.is_dir() && meta.permissions().mode() & 0o077 != 0 {
-                fs::set_permissions(&accounts, fs::Permissions::from_mode(0o700))?;
-                fixed.push(format!(
-                    "{} was mode {:o}, now 0700",
-                    accounts.display(),
-                    meta.permissions().mode() & 0o777
-                ));
-            }
-            for entry in fs::read_dir(&accounts)?.flatten() {
-                let path = entry.path();
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if is_interrupted_write(&name) {
-                    fs::remove_file(&path)?;
-                    fixed.push(format!("removed {}, left by an interrupted write", path.display()));
-                } else if let Ok(meta) = entry.metadata() {
-                    if meta.is_file() && meta.permissions().mode() & 0o777 != 0o600 {
-                        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
-                        fixed.push(format!(
-                            "{} was mode {:o}, now 0600",
-                            path.display(),
-                            meta.permissions().mode() & 0o777
-                        ));
-                    }
-                }
-            }
-        }
-        if dir_meta.is_dir() {
-            for entry in fs::read_dir(&self.dir)?.flatten() {
-                let name = entry.file_name();
-                if name.to_string_lossy().starts_with(&format!(".{TOKEN_FILE}.tmp.")) {
-                    fs::remove_file(entry.path())?;
-                    fixed.push(format!("removed {}, left by an interrupted write", entry.path().display()));
-                }
-            }
-        }
+        fixed.extend(files::ensure_private_mode(&accounts, 0o700, false)?);
+        fixed.extend(fix_entries(&accounts, |name| name.ends_with(".json"))?);
         Ok(fixed)
     }
 
@@ -252,74 +266,41 @@ impl TokenStore {
     }
 }
 
-/// When a stored token expires (`obtained_at + expires_in`), if it says.
-pub fn expires_at(doc: &Map<String, Value>) -> Option<u64> {
-    let obtained = doc.get("obtained_at")?.as_u64()?;
-    let lifetime = doc.get("expires_in")?.as_u64()?;
-    obtained.checked_add(lifetime)
+/// A file's directory and name, for [`save_atomic`].
+fn split(path: &Path) -> (&Path, &str) {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|name| name.to_str()).unwrap_or(TOKEN_FILE);
+    (dir, name)
 }
 
-/// Whole days from `now` until the token expires (negative once it has).
-pub fn days_left(doc: &Map<String, Value>, now: u64) -> Option<i64> {
-    expires_at(doc).map(|at| (at as i64 - now as i64).div_euclid(86_400))
-}
-
-/// A just-stored token's expiry for people: the date, and its lifetime in
-/// whole days.
-pub fn stored_expiry(doc: &Value) -> Option<(String, u64)> {
-    let fields = doc.as_object()?;
-    let lifetime = fields.get("expires_in")?.as_u64()?;
-    Some((crate::util::time::date(expires_at(fields)?), lifetime / 86_400))
-}
-
-/// Reads a token document; `Ok(None)` when the file does not exist.
-pub fn load_file(path: &Path) -> Result<Option<Map<String, Value>>, LoadError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(LoadError::Io(path.to_owned(), err)),
+/// Removes what interrupted writes left in `dir` and puts its token
+/// files back to 0600 (links are left alone).
+fn fix_entries(dir: &Path, is_token: impl Fn(&str) -> bool) -> io::Result<Vec<String>> {
+    let mut fixed = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(fixed),
+        Err(err) => return Err(err),
     };
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(Some(map)),
-        _ => Err(LoadError::Corrupt(path.to_owned())),
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if is_interrupted_write(&name) {
+            fs::remove_file(&path)?;
+            fixed.push(format!("removed {}, left by an interrupted write", path.display()));
+        } else if is_token(&name) {
+            fixed.extend(files::ensure_private_mode(&path, 0o600, false)?);
+        }
     }
+    Ok(fixed)
 }
 
-/// Creates `dir` (and its parents) as 0700, and puts an existing one back
-/// to 0700 if someone loosened it.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let mode = fs::metadata(dir)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+fn remove_if_there(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
     }
-    Ok(())
-}
-
-/// Whether a file name is one of [`save_atomic`]'s temp files, which only
-/// an interrupted write leaves behind.
-pub fn is_interrupted_write(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".tmp.")
-}
-
-/// Writes `bytes` to `dir/name` atomically: a new 0600 temp file in the same
-/// directory, fsync, rename over the target, fsync of the directory.
-pub fn save_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp =
-        dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), crate::util::encoding::random_urlsafe(6)));
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, dir.join(name))?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        fs::remove_file(&tmp).ok();
-    }
-    result
 }
 
 #[cfg(test)]
@@ -327,52 +308,112 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn token(access: &str) -> Token {
-        Token::from_json(serde_json::json!({"access_token": access, "token_type": "bearer"})).unwrap()
+    fn doc(access: &str, login: Option<&str>, issued_ms: u64) -> TokenDoc {
+        TokenDoc {
+            access_token: access.into(),
+            refresh_token: Some(format!("r-{access}")),
+            obtained_at: Some(issued_ms / 1000),
+            obtained_at_ms: Some(issued_ms),
+            login: login.map(str::to_owned),
+            ..TokenDoc::default()
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 
     #[test]
-    fn save_then_load_round_trips_with_private_modes() {
+    fn a_login_lands_in_both_files_with_private_modes() {
         let root = tempfile::tempdir().unwrap();
         let store = TokenStore::new(root.path().join("nested/tokens"));
-        let doc = TokenStore::document(token("first"));
-        store.save(&doc).unwrap();
-        assert!(doc["obtained_at"].as_u64().unwrap() > 1_600_000_000);
-        let loaded = store.load().unwrap().unwrap();
-        assert_eq!(loaded["access_token"], "first");
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&store.path()), 0o600);
-        assert_eq!(mode(store.dir()), 0o700);
-        store.save(&TokenStore::document(token("second"))).unwrap();
-        assert_eq!(store.load().unwrap().unwrap()["access_token"], "second");
+        let saved = store.keep_issued(&doc("first", Some("alice"), 1_000), Issued::Login).unwrap();
+        assert_eq!(saved, Saved { file: store.account_path("alice"), superseded: false });
+        assert_eq!(store.load().unwrap().unwrap().access_token, "first");
+        assert_eq!((mode(&store.path()), mode(store.dir())), (0o600, 0o700));
+        assert_eq!(mode(&store.account_path("alice")), 0o600);
         let leftovers: Vec<_> = fs::read_dir(store.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(leftovers, vec![std::ffi::OsString::from(TOKEN_FILE)]);
+        assert_eq!(leftovers.len(), 2, "{leftovers:?}");
     }
 
     #[test]
-    fn loosened_modes_and_stale_temp_files_are_fixed() {
+    fn the_newest_token_wins_whatever_the_order_of_saves() {
+        let root = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(root.path().to_owned());
+        store.keep_issued(&doc("new", Some("alice"), 2_000), Issued::Login).unwrap();
+        let late = store.keep_issued(&doc("old", Some("alice"), 1_000), Issued::Login).unwrap();
+        assert!(late.superseded);
+        assert_eq!(load_file(&store.account_path("alice")).unwrap().unwrap().access_token, "new");
+        assert_eq!(store.load().unwrap().unwrap().access_token, "new");
+        // A refresh of another account leaves token.json to the last login.
+        store.keep_issued(&doc("bob-1", Some("bob"), 3_000), Issued::Refresh).unwrap();
+        assert_eq!(store.load().unwrap().unwrap().access_token, "new");
+        store.keep_issued(&doc("alice-2", Some("alice"), 4_000), Issued::Refresh).unwrap();
+        assert_eq!(store.load().unwrap().unwrap().access_token, "alice-2");
+    }
+
+    #[test]
+    fn a_verdict_goes_only_where_its_token_still_is() {
+        let root = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(root.path().to_owned());
+        store.keep_issued(&doc("t1", Some("alice"), 1_000), Issued::Login).unwrap();
+        store.keep_issued(&doc("t2", Some("alice"), 2_000), Issued::Login).unwrap();
+        let verdict = serde_json::json!({"status": "ok", "checked_at": 1, "client_login": "alice"});
+        assert_eq!(store.record_verdict(Some("alice"), "t1", verdict.clone()).unwrap(), 0);
+        let account = load_file(&store.account_path("alice")).unwrap().unwrap();
+        assert_eq!((account.access_token.as_str(), account.direct), ("t2", None));
+        assert_eq!(store.record_verdict(Some("alice"), "t2", verdict).unwrap(), 2);
+        assert!(store.load().unwrap().unwrap().direct_check().is_some());
+    }
+
+    #[test]
+    fn one_bad_file_is_skipped_and_named() {
+        let root = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(root.path().to_owned());
+        store.keep_issued(&doc("a", Some("alice"), 1_000), Issued::Login).unwrap();
+        fs::write(store.account_path("broken"), b"{\"access_").unwrap();
+        let accounts = store.accounts().unwrap();
+        assert_eq!(accounts.found.len(), 1);
+        assert_eq!(accounts.skipped.len(), 1);
+        assert!(accounts.skipped[0].to_string().contains("broken.json"));
+        assert_eq!(store.direct_counts().values().sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn loosened_modes_and_stale_temp_files_are_fixed_and_links_left_alone() {
         let root = tempfile::tempdir().unwrap();
         let store = TokenStore::new(root.path().join("tokens"));
         assert!(store.fix_modes().unwrap().is_empty(), "a missing directory needs no fixing");
-        store.save(&TokenStore::document(token("t"))).unwrap();
+        store.keep_issued(&doc("t", Some("alice"), 1_000), Issued::Login).unwrap();
         fs::set_permissions(store.dir(), fs::Permissions::from_mode(0o755)).unwrap();
         fs::set_permissions(store.path(), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(store.account_path("alice"), fs::Permissions::from_mode(0o640)).unwrap();
         fs::write(store.dir().join(".token.json.tmp.1.abc"), "partial").unwrap();
+        fs::write(store.dir().join("accounts/.bob.json.tmp.1.x"), "partial").unwrap();
+        // A link to a file outside: its target's mode is not ours to change.
+        let outside = root.path().join("outside");
+        fs::write(&outside, "x").unwrap();
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&outside, store.dir().join("accounts/mallory.json")).unwrap();
         let fixed = store.fix_modes().unwrap();
-        assert_eq!(fixed.len(), 3, "{fixed:?}");
+        assert_eq!(fixed.len(), 5, "{fixed:?}");
         assert!(fixed.iter().all(|line| !line.contains("\"t\"")));
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!((mode(store.dir()), mode(&store.path())), (0o700, 0o600));
+        assert_eq!(mode(&store.account_path("alice")), 0o600);
+        assert_eq!(mode(&outside), 0o644);
         assert!(!store.dir().join(".token.json.tmp.1.abc").exists());
         assert!(store.fix_modes().unwrap().is_empty());
-        // Account files too.
-        let doc = TokenStore::document(token("a"));
-        store.save_account("alice", &doc).unwrap();
-        let account = store.account_path("alice");
-        fs::set_permissions(&account, fs::Permissions::from_mode(0o640)).unwrap();
-        fs::write(store.dir().join("accounts/.bob.json.tmp.1.x"), "partial").unwrap();
-        assert_eq!(store.fix_modes().unwrap().len(), 2);
-        assert_eq!(mode(&account), 0o600);
+    }
+
+    #[test]
+    fn removing_an_account_takes_token_json_only_when_it_is_that_account() {
+        let root = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(root.path().to_owned());
+        store.keep_issued(&doc("a", Some("alice"), 1_000), Issued::Login).unwrap();
+        store.keep_issued(&doc("b", Some("bob"), 2_000), Issued::Login).unwrap();
+        assert_eq!(store.remove_account("alice").unwrap(), (true, false));
+        assert_eq!(store.remove_account("bob").unwrap(), (true, true));
+        assert_eq!(store.remove_account("bob").unwrap(), (false, false));
     }
 
     #[test]

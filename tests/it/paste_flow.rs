@@ -211,18 +211,26 @@ async fn refused_after(world: &World, reply: Reply) {
     assert_eq!(world.fake.token_calls(), 1, "a replay never reaches the token endpoint");
 }
 
+/// A double click: the browser sends the same form twice, with the same
+/// flow cookie. The second gets the first login's outcome (the same token,
+/// no second call to Yandex); a POST without that cookie gets nothing.
 #[tokio::test]
-async fn a_replayed_post_with_the_cookie_is_refused() {
+async fn a_repeated_post_from_the_same_browser_gets_the_first_outcome() {
     let world = World::with_flags(PASTE, |_| {}).await;
     let mut client = world.client();
     let (state, code) = page_and_code(&world, &mut client).await;
     let jar = client.cookies.clone();
-    let reply = client.post_form(world.server.addr, "/get_token", &[], form(&code, &state)).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let mut replayer = world.client();
-    replayer.cookies = jar;
-    let reply = replayer.post_form(world.server.addr, "/get_token", &[], form(&code, &state)).await;
-    refused_after(&world, reply).await;
+    let first = client.post_form(world.server.addr, "/get_token", &[], form(&code, &state)).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let mut same_browser = world.client();
+    same_browser.cookies = jar;
+    let again = same_browser.post_form(world.server.addr, "/get_token", &[], form(&code, &state)).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["access_token"], first.json()["access_token"]);
+    assert!(again.json().get("refresh_token").is_none());
+    assert_eq!(world.fake.token_calls(), 1, "a repeat never reaches the token endpoint");
+    let stranger = world.client().post_form(world.server.addr, "/get_token", &[], form(&code, &state)).await;
+    refused_after(&world, stranger).await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use yandex_token::store::TokenStore;
+use yandex_token::store::{Issued, TokenDoc, TokenStore};
 
 use crate::support::client::Client;
 use crate::support::fake_oauth::FakeOAuth;
@@ -37,7 +37,9 @@ fn save_loop_helper() {
     let Some(dir) = std::env::var_os("YANDEX_TOKEN_SAVE_LOOP_DIR") else { return };
     let store = TokenStore::new(dir.into());
     for seq in 0.. {
-        store.save(&token_doc(seq)).unwrap();
+        let mut doc = TokenDoc::from_map(token_doc(seq).as_object().unwrap().clone()).unwrap();
+        doc.obtained_at_ms = Some(seq);
+        store.keep_issued(&doc, Issued::Login).unwrap();
         if seq == 0 {
             println!("saving");
         }

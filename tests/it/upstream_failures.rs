@@ -63,7 +63,12 @@ async fn an_expired_code_is_the_providers_400() {
 #[tokio::test]
 async fn wrong_client_credentials_are_the_servers_fault_not_the_users() {
     let world = World::new().await;
-    world.server.app.oauth.set_secret(yandex_token::util::secret::Secret::new("not-the-secret".into()));
+    world
+        .server
+        .app
+        .keeper
+        .oauth
+        .set_secret(yandex_token::util::secret::Secret::new("not-the-secret".into()));
     let mut client = world.client();
     let reply = complete_flow(&mut client, &world.server).await;
     // invalid_client: our configuration is wrong, so it is a 502, not a 400.

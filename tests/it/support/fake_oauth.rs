@@ -39,6 +39,8 @@ struct Grant {
     challenge: String,
     created: Instant,
     used: bool,
+    /// Issued for a device (`device_id` in the authorize request).
+    device: bool,
 }
 
 /// How the fake Direct API's `clients.get` answers.
@@ -69,6 +71,8 @@ pub struct DeviceGrant {
     pub slow_downs: u32,
     /// When each poll arrived.
     pub polls: Vec<Instant>,
+    /// Issued for a device (`device_id` in `device/code`).
+    pub device: bool,
 }
 
 pub struct FakeState {
@@ -92,10 +96,18 @@ pub struct FakeState {
     pub expires_in: AtomicU64,
     /// Tokens revoked through `revoke_token`.
     pub revoked: Mutex<Vec<String>>,
+    /// Access tokens issued for a device: the only ones `revoke_token`
+    /// revokes, as Yandex's.
+    pub device_tokens: Mutex<std::collections::HashSet<String>>,
+    /// Refresh calls that came with a refresh token already spent.
+    pub spent_refreshes: AtomicUsize,
+    /// The last access token issued for each login.
+    pub last_issued: Mutex<HashMap<String, String>>,
     /// Access token -> login, for `/info`.
     owners: Mutex<HashMap<String, String>>,
-    /// Live refresh tokens -> login; each works once, as a strict server's.
-    pub refresh_tokens: Mutex<HashMap<String, String>>,
+    /// Live refresh tokens -> (login, device token); each works once, as
+    /// a strict server's.
+    pub refresh_tokens: Mutex<HashMap<String, (String, bool)>>,
     grants: Mutex<HashMap<String, Grant>>,
     /// Device flows by device_code.
     pub devices: Mutex<HashMap<String, DeviceGrant>>,
@@ -141,6 +153,9 @@ impl FakeOAuth {
             info_fails: AtomicBool::new(false),
             expires_in: AtomicU64::new(31_536_000),
             revoked: Mutex::new(Vec::new()),
+            device_tokens: Mutex::new(std::collections::HashSet::new()),
+            spent_refreshes: AtomicUsize::new(0),
+            last_issued: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
             grants: Mutex::new(HashMap::new()),
@@ -269,6 +284,7 @@ fn authorize(query: &str, state: &FakeState) -> Response<Full<Bytes>> {
             challenge: param("code_challenge").unwrap().to_owned(),
             created: Instant::now(),
             used: false,
+            device: param("device_id").is_some(),
         },
     );
     state.issued_codes.lock().unwrap().push(code.clone());
@@ -326,8 +342,11 @@ async fn token(request: Request<Incoming>, state: &FakeState) -> Response<Full<B
         Some("refresh_token") => {
             let owner = field("refresh_token").and_then(|t| state.refresh_tokens.lock().unwrap().remove(t));
             return match owner {
-                Some(login) => issue(state, &login),
-                None => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid refresh token"),
+                Some((login, device)) => issue(state, &login, device),
+                None => {
+                    state.spent_refreshes.fetch_add(1, Ordering::SeqCst);
+                    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid refresh token")
+                }
             };
         }
         _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant type"),
@@ -348,9 +367,10 @@ async fn token(request: Request<Incoming>, state: &FakeState) -> Response<Full<B
     if base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()) != grant.challenge {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid code_verifier");
     }
+    let device = grant.device;
     let login = state.login.lock().unwrap().clone();
     drop(grants);
-    issue(state, &login)
+    issue(state, &login, device)
 }
 
 /// Yandex's `verification_code` page: shows the code the way Yandex does
@@ -386,6 +406,7 @@ async fn device_code(request: Request<Incoming>, state: &FakeState) -> Response<
             status: DeviceStatus::Pending,
             slow_downs: u32::try_from(state.device_slow_downs.load(Ordering::SeqCst)).unwrap(),
             polls: Vec::new(),
+            device: form.contains_key("device_id"),
         },
     );
     json_reply(
@@ -436,10 +457,9 @@ fn device_token(device_code: &str, state: &FakeState) -> Response<Full<Bytes>> {
         }
         DeviceStatus::Allowed => {
             // Single use: the flow is over once its token is issued.
-            devices.remove(device_code);
-            drop(devices);
+            let device = devices.remove(device_code).is_some_and(|grant| grant.device);
             let login = state.login.lock().unwrap().clone();
-            issue(state, &login)
+            issue(state, &login, device)
         }
     }
 }
@@ -494,12 +514,16 @@ async fn direct_clients(request: Request<Incoming>, state: &FakeState) -> Respon
 }
 
 /// A new token pair for `login`, recorded for `/info` and refresh.
-fn issue(state: &FakeState, login: &str) -> Response<Full<Bytes>> {
+fn issue(state: &FakeState, login: &str, device: bool) -> Response<Full<Bytes>> {
     let access = format!("y0_AgAAAA{:016x}", rand_u64());
     let refresh = format!("1:refresh:{:016x}", rand_u64());
     state.issued_tokens.lock().unwrap().push(access.clone());
+    state.last_issued.lock().unwrap().insert(login.to_owned(), access.clone());
     state.owners.lock().unwrap().insert(access.clone(), login.to_owned());
-    state.refresh_tokens.lock().unwrap().insert(refresh.clone(), login.to_owned());
+    state.refresh_tokens.lock().unwrap().insert(refresh.clone(), (login.to_owned(), device));
+    if device {
+        state.device_tokens.lock().unwrap().insert(access.clone());
+    }
     json_reply(
         StatusCode::OK,
         json!({
@@ -531,7 +555,8 @@ fn info(request: &Request<Incoming>, state: &FakeState) -> Response<Full<Bytes>>
     }
 }
 
-/// `revoke_token`: checks the client and forgets the token.
+/// `revoke_token`: checks the client, then revokes a device token and
+/// refuses any other, as Yandex does.
 async fn revoke(request: Request<Incoming>, state: &FakeState) -> Response<Full<Bytes>> {
     let body = request.into_body().collect().await.unwrap().to_bytes();
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
@@ -539,6 +564,13 @@ async fn revoke(request: Request<Incoming>, state: &FakeState) -> Response<Full<
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client not found");
     }
     let token = form.get("access_token").cloned().unwrap_or_default();
+    if !state.device_tokens.lock().unwrap().contains(&token) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_token_type",
+            "Only tokens issued for a device can be revoked",
+        );
+    }
     state.owners.lock().unwrap().remove(&token);
     state.revoked.lock().unwrap().push(token);
     json_reply(StatusCode::OK, json!({}))
