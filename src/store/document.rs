@@ -23,9 +23,9 @@ pub struct TokenDoc {
     pub expires_in: Option<u64>,
     /// Unix seconds when the token arrived.
     pub obtained_at: Option<u64>,
-    /// Unix milliseconds when the token arrived: orders two tokens of one
+    /// Unix microseconds when the token arrived: orders two tokens of one
     /// second, so the newest Yandex issued wins.
-    pub obtained_at_ms: Option<u64>,
+    pub obtained_at_us: Option<u64>,
     /// The Yandex login it belongs to; `None` when Yandex ID did not say.
     pub login: Option<String>,
     /// The Yandex ID account id.
@@ -54,10 +54,10 @@ impl TokenDoc {
     pub fn issued(token: Token) -> TokenDoc {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
+            .map_or(0, |since| since.as_micros() as u64);
         let mut doc = TokenDoc::from_map(token.into_map()).expect("a Token has an access_token");
-        doc.obtained_at = Some(now / 1000);
-        doc.obtained_at_ms = Some(now);
+        doc.obtained_at = Some(now / 1_000_000);
+        doc.obtained_at_us = Some(now);
         doc
     }
 
@@ -91,7 +91,7 @@ impl TokenDoc {
         };
         let expires_in = number("expires_in");
         let obtained_at = number("obtained_at");
-        let obtained_at_ms = number("obtained_at_ms");
+        let obtained_at_us = number("obtained_at_us");
         let id = match map.remove("id") {
             Some(Value::String(id)) => Some(id),
             Some(Value::Number(id)) => Some(id.to_string()),
@@ -108,7 +108,7 @@ impl TokenDoc {
             refresh_token,
             expires_in,
             obtained_at,
-            obtained_at_ms,
+            obtained_at_us,
             login,
             id,
             device_id,
@@ -130,7 +130,7 @@ impl TokenDoc {
         put("refresh_token", self.refresh_token.clone().map(Value::from));
         put("expires_in", self.expires_in.map(Value::from));
         put("obtained_at", self.obtained_at.map(Value::from));
-        put("obtained_at_ms", self.obtained_at_ms.map(Value::from));
+        put("obtained_at_us", self.obtained_at_us.map(Value::from));
         put("login", self.login.clone().map(Value::from));
         put("id", self.id.clone().map(Value::from));
         put("device_id", self.device_id.clone().map(Value::from));
@@ -147,9 +147,9 @@ impl TokenDoc {
         bytes
     }
 
-    /// When the token arrived, in milliseconds: what orders two tokens.
-    pub fn issued_ms(&self) -> u64 {
-        self.obtained_at_ms.or_else(|| self.obtained_at.map(|secs| secs * 1000)).unwrap_or(0)
+    /// When the token arrived, in microseconds: what orders two tokens.
+    pub fn issued_us(&self) -> u64 {
+        self.obtained_at_us.or_else(|| self.obtained_at.map(|secs| secs * 1_000_000)).unwrap_or(0)
     }
 
     /// When the token expires (`obtained_at + expires_in`), if it says.

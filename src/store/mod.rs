@@ -119,7 +119,7 @@ impl TokenStore {
     /// parsed is replaced: a fresh token is worth more than a broken file.
     pub fn keep_issued_locked(&self, _lock: &StoreLock, doc: &TokenDoc, how: Issued) -> io::Result<Saved> {
         let bytes = doc.to_bytes();
-        let newer = |current: &Result<Option<TokenDoc>, LoadError>| matches!(current, Ok(Some(current)) if current.issued_ms() > doc.issued_ms());
+        let newer = |current: &Result<Option<TokenDoc>, LoadError>| matches!(current, Ok(Some(current)) if current.issued_us() > doc.issued_us());
         let login = doc.login.as_deref().filter(|login| crate::config::valid_login(login));
         if let Some(login) = login {
             let path = self.account_path(login);
@@ -308,12 +308,12 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn doc(access: &str, login: Option<&str>, issued_ms: u64) -> TokenDoc {
+    fn doc(access: &str, login: Option<&str>, issued_us: u64) -> TokenDoc {
         TokenDoc {
             access_token: access.into(),
             refresh_token: Some(format!("r-{access}")),
-            obtained_at: Some(issued_ms / 1000),
-            obtained_at_ms: Some(issued_ms),
+            obtained_at: Some(issued_us / 1_000_000),
+            obtained_at_us: Some(issued_us),
             login: login.map(str::to_owned),
             ..TokenDoc::default()
         }

@@ -12,6 +12,7 @@ mod e2e_curl;
 mod get_token_flow;
 mod hostile;
 mod limits;
+mod never_lose;
 mod operations;
 mod paste_flow;
 mod routes;

@@ -29,11 +29,21 @@ impl Setup {
 
     /// `yandex-token COMMAND` with flags pointing at the fake, stdin and
     /// stdout piped.
+    /// `--wrong-secret PATH` in `extra` puts PATH in place of the right
+    /// secret's file.
     fn spawn(&self, command: &str, extra: &[&str]) -> (Child, BufReader<ChildStdout>) {
+        let mut flags = flags_for(&self.pki, &self.fake.url(), &self.fake.state.secret, self.dir.path());
+        let mut extra = extra.to_vec();
+        if let Some(at) = extra.iter().position(|flag| *flag == "--wrong-secret") {
+            let wrong = extra.remove(at + 1);
+            extra.remove(at);
+            let secret = flags.iter().position(|flag| flag == "--client-secret-file").unwrap();
+            flags[secret + 1] = wrong.to_owned();
+        }
         let mut child = Command::new(BIN)
             .arg(command)
             .args(
-                flags_for(&self.pki, &self.fake.url(), &self.fake.state.secret, self.dir.path())
+                flags
                     .into_iter()
                     .filter(|flag| !(extra.contains(&"--allow-login") && flag == "--allow-any-login")),
             )
@@ -238,4 +248,38 @@ fn device_flags_are_checked() {
     let long = "x".repeat(101);
     let (code, _, stderr) = crate::support::process::run(&["device", "--device-name", &long]);
     assert_eq!(code, 2, "{stderr}");
+}
+
+/// Refused app credentials end the wait at once, naming what to fix,
+/// instead of polling until the code expires and calling it "expired".
+#[tokio::test(flavor = "multi_thread")]
+async fn device_with_a_wrong_secret_stops_at_the_first_poll() {
+    let setup = Setup::new().await;
+    // The secret file holds another secret: Yandex answers invalid_client.
+    let wrong = setup.dir.path().join("wrong_secret");
+    std::fs::write(&wrong, "not-the-secret\n").unwrap();
+    let started = std::time::Instant::now();
+    let (child, stdout, _, _) = start_device(&setup, &["--wrong-secret", wrong.to_str().unwrap()]).await;
+    let (status, _, stderr) = finished(child, stdout).await;
+    assert_eq!(status, 1, "{stderr}");
+    assert!(stderr.contains("invalid_client") && stderr.contains("client secret file"), "{stderr}");
+    assert!(!stderr.contains("expired"), "{stderr}");
+    assert_eq!(setup.fake.token_calls(), 1, "one poll, then it stopped");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// A token endpoint that times out is polled less and less often (RFC 8628
+/// §3.5: double the interval), not at the same pace until the code expires.
+#[tokio::test(flavor = "multi_thread")]
+async fn device_backs_off_when_the_endpoint_times_out() {
+    let setup = Setup::new().await;
+    setup.fake.state.device_expires_in.store(10, Ordering::SeqCst);
+    setup.fake.set_mode(crate::support::fake_oauth::Mode::Slow(Duration::from_secs(5)));
+    let (child, stdout, _, _) = start_device(&setup, &["--upstream-timeout", "1"]).await;
+    let (status, _, stderr) = finished(child, stdout).await;
+    assert_eq!(status, 1, "{stderr}");
+    assert!(stderr.contains("trying again in 2 s") && stderr.contains("trying again in 4 s"), "{stderr}");
+    // Polls at about 1, 4 and 9 s; at the old steady pace (1 s plus the
+    // 1 s timeout) there would have been 5.
+    assert!(setup.fake.token_calls() <= 3, "{} polls: {stderr}", setup.fake.token_calls());
 }

@@ -38,7 +38,7 @@ fn save_loop_helper() {
     let store = TokenStore::new(dir.into());
     for seq in 0.. {
         let mut doc = TokenDoc::from_map(token_doc(seq).as_object().unwrap().clone()).unwrap();
-        doc.obtained_at_ms = Some(seq);
+        doc.obtained_at_us = Some(seq);
         store.keep_issued(&doc, Issued::Login).unwrap();
         if seq == 0 {
             println!("saving");

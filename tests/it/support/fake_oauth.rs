@@ -123,6 +123,8 @@ pub struct FakeState {
     /// How the Direct API answers, and how often it was asked.
     pub direct_mode: Mutex<DirectMode>,
     pub direct_calls: AtomicUsize,
+    /// Signalled when a Direct API request arrives (before any delay).
+    pub direct_request_seen: tokio::sync::Notify,
 }
 
 pub struct FakeOAuth {
@@ -167,6 +169,7 @@ impl FakeOAuth {
             verifiers: Mutex::new(Vec::new()),
             direct_mode: Mutex::new(DirectMode::Ok),
             direct_calls: AtomicUsize::new(0),
+            direct_request_seen: tokio::sync::Notify::new(),
         });
         let pair = yandex_token::tls::load_pair(&pki.cert, &pki.key).unwrap();
         let resolver = Arc::new(yandex_token::tls::CertResolver::new(pair, None));
@@ -254,6 +257,7 @@ async fn handle(request: Request<Incoming>, state: &FakeState) -> Response<Full<
         ("POST", "/device") => device_decide(request, state).await,
         ("POST", "/direct/json/v5/clients") => {
             state.direct_calls.fetch_add(1, Ordering::SeqCst);
+            state.direct_request_seen.notify_one();
             direct_clients(request, state).await
         }
         ("POST", "/revoke_token") => revoke(request, state).await,

@@ -28,7 +28,11 @@ pub struct TestServer {
 /// written to a file in `dir`.
 pub fn flags_for(pki: &TestPki, oauth_url: &str, secret: &str, dir: &std::path::Path) -> Vec<String> {
     let secret_file = dir.join("client_secret");
-    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    // Atomically: another process may be reading it right now.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let tmp = dir.join(format!(".client_secret.{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    std::fs::write(&tmp, format!("{secret}\n")).unwrap();
+    std::fs::rename(&tmp, &secret_file).unwrap();
     vec![
         "--cert".into(),
         pki.cert.display().to_string(),
