@@ -21,7 +21,7 @@ use crate::http::router::{self, Body, json_response};
 use crate::keeper::login::{Grant, Kept, Login, Progress};
 use crate::oauth::pending::{ALREADY_USED, COOKIE_PREFIX, clear_for_state, cookie_name};
 use crate::oauth::{OAuthError, Pkce, usable_code};
-use crate::util::encoding::{UrlSafe32, cookie_pairs, pick_params};
+use crate::util::encoding::{UrlSafe32, cookie_pairs, pick_params, printable};
 use crate::util::secret::{Secret, fill_random};
 use crate::util::time::now_unix;
 
@@ -51,8 +51,8 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
         }
         // The flow is over either way: spend its state, if it is ours.
         let denied = AppError::Denied {
-            error: error.chars().take(64).collect(),
-            description: error_description.unwrap_or_default().chars().take(256).collect(),
+            error: printable(&error, 64),
+            description: printable(&error_description.unwrap_or_default(), 256),
         };
         return Err(match state {
             Some(state) => {

@@ -16,6 +16,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::oauth::{ClientLimits, OAuthError, https_request, with_timeout};
 use crate::tls::ClientTls;
+use crate::util::encoding::printable;
 use crate::util::endpoint::Endpoint;
 
 /// Talks to the Direct API's `clients` service.
@@ -124,13 +125,14 @@ fn classify(status: StatusCode, body: &[u8]) -> Outcome {
             .collect::<Vec<_>>()
             .join(": ");
         return match code {
-            Some(code) => Outcome::Refused { code, text: text.chars().take(300).collect() },
+            Some(code) => Outcome::Refused { code, text: printable(&text, 300) },
             None => Outcome::Failed("the Direct API answered an error without a code".into()),
         };
     }
     let login = json.pointer("/result/Clients/0/Login").and_then(Value::as_str);
     match login {
-        Some(login) if status.is_success() && !login.is_empty() && login.len() <= 100 => {
+        // A login's characters only: it is printed, and used as a header value.
+        Some(login) if status.is_success() && crate::config::valid_login(login) => {
             Outcome::Ready { client_login: login.to_owned() }
         }
         _ => Outcome::Failed(format!(
@@ -245,6 +247,21 @@ mod tests {
         assert!(matches!(classify(StatusCode::INTERNAL_SERVER_ERROR, b"<html>"), Outcome::Failed(_)));
         assert!(matches!(classify(StatusCode::OK, b"{}"), Outcome::Failed(_)));
         assert!(matches!(classify(StatusCode::OK, br#"{"result":{"Clients":[]}}"#), Outcome::Failed(_)));
+    }
+
+    /// Direct's text reaches terminals and log lines: a client login with
+    /// other than a login's characters is refused, and control characters
+    /// (a terminal escape, a forged log line) never pass.
+    #[test]
+    fn text_from_direct_is_shown_as_text() {
+        let odd = br#"{"result":{"Clients":[{"Login":"shop\u001b[2Jx","ClientId":42}]}}"#;
+        assert!(matches!(classify(StatusCode::OK, odd), Outcome::Failed(_)));
+        let spaced = br#"{"result":{"Clients":[{"Login":"shop client","ClientId":42}]}}"#;
+        assert!(matches!(classify(StatusCode::OK, spaced), Outcome::Failed(_)));
+        let escape = br#"{"error":{"error_code":53,"error_string":"Auth\u001b]0;pwned\u0007 error\nlevel=info forged","error_detail":"\u202edetail"}}"#;
+        let Outcome::Refused { code, text } = classify(StatusCode::OK, escape) else { panic!() };
+        assert_eq!(code, 53);
+        assert_eq!(text, "Auth]0;pwned errorlevel=info forged: detail");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::tls::ClientTls;
-use crate::util::encoding::{UrlSafe32, form_encode, percent_encode};
+use crate::util::encoding::{UrlSafe32, form_encode, percent_encode, printable};
 use crate::util::endpoint::Endpoint;
 use crate::util::secret::Secret;
 
@@ -609,15 +609,11 @@ fn classify_json(status: StatusCode, body: &[u8]) -> Result<Value, OAuthError> {
             Err(OAuthError::CredentialsRefused { error: error.to_owned() })
         }
         Some(error) if status.is_client_error() => Err(OAuthError::Rejected {
-            error: truncate(error, 128),
-            description: json.get("error_description").and_then(Value::as_str).map(|d| truncate(d, 512)),
+            error: printable(error, 128),
+            description: json.get("error_description").and_then(Value::as_str).map(|d| printable(d, 512)),
         }),
         _ => Err(OAuthError::BadResponse(format!("unexpected HTTP {}", status.as_u16()))),
     }
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
 }
 
 /// Runs `future` for at most `limit`, naming the phase on timeout.

@@ -417,6 +417,28 @@ mod tests {
     }
 
     #[test]
+    fn first_saves_at_once_all_land() {
+        for _ in 0..20 {
+            let root = tempfile::tempdir().unwrap();
+            let store = TokenStore::new(root.path().join("tokens"));
+            let savers: Vec<_> = ["alice", "bob", "carol", "dave"]
+                .into_iter()
+                .enumerate()
+                .map(|(at, login)| {
+                    let store = store.clone();
+                    std::thread::spawn(move || {
+                        store.keep_issued(&doc(login, Some(login), 1_000 + at as u64), Issued::Login).unwrap()
+                    })
+                })
+                .collect();
+            for saver in savers {
+                assert!(!saver.join().unwrap().superseded);
+            }
+            assert_eq!(store.accounts().unwrap().found.len(), 4);
+        }
+    }
+
+    #[test]
     fn missing_token_is_none_and_garbage_is_an_error() {
         let root = tempfile::tempdir().unwrap();
         let store = TokenStore::new(root.path().to_owned());

@@ -23,9 +23,9 @@ pub fn validity(cert: &[u8]) -> Option<(i64, i64)> {
     }
     let (_, validity, _) = der_element(tbs)?;
     let (tag, time, after_not_before) = der_element(validity)?;
-    let not_before = parse_time(tag, std::str::from_utf8(time).ok()?)?;
+    let not_before = parse_time(tag, time)?;
     let (tag, time, _) = der_element(after_not_before)?;
-    Some((not_before, parse_time(tag, std::str::from_utf8(time).ok()?)?))
+    Some((not_before, parse_time(tag, time)?))
 }
 
 /// Splits one DER element off `input`: (tag, contents, rest).
@@ -50,9 +50,14 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 }
 
 /// UTCTime (`YYMMDDHHMMSSZ`, tag 0x17) or GeneralizedTime
-/// (`YYYYMMDDHHMMSSZ`, tag 0x18) to a Unix time.
-fn parse_time(tag: u8, text: &str) -> Option<i64> {
-    let digits = text.strip_suffix('Z')?;
+/// (`YYYYMMDDHHMMSSZ`, tag 0x18) to a Unix time. The bytes are checked to
+/// be ASCII digits before any is sliced, so no input can split a character.
+fn parse_time(tag: u8, bytes: &[u8]) -> Option<i64> {
+    let digits = bytes.strip_suffix(b"Z")?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let digits = std::str::from_utf8(digits).ok()?;
     let (year, rest) = match (tag, digits.len()) {
         (0x17, 12) => {
             let yy: i64 = digits[..2].parse().ok()?;
@@ -88,9 +93,29 @@ mod tests {
 
     #[test]
     fn both_time_formats_parse() {
-        assert_eq!(parse_time(0x17, "700101000000Z"), Some(0));
-        assert_eq!(parse_time(0x18, "20000229120000Z"), Some(951_825_600));
-        assert_eq!(parse_time(0x17, "garbage"), None);
+        assert_eq!(parse_time(0x17, b"700101000000Z"), Some(0));
+        assert_eq!(parse_time(0x18, b"20000229120000Z"), Some(951_825_600));
+        assert_eq!(parse_time(0x17, b"garbage"), None);
+        assert_eq!(parse_time(0x17, b"+70101000000Z"), None);
+    }
+
+    /// A multi-byte character where a field boundary falls used to panic
+    /// (slicing a str inside a character), aborting the process.
+    #[test]
+    fn a_time_with_non_ascii_bytes_is_refused_without_a_panic() {
+        assert_eq!(parse_time(0x17, "0\u{e9}101000000Z".as_bytes()), None);
+        assert_eq!(parse_time(0x18, "200\u{e9}229120000Z".as_bytes()), None);
+        assert_eq!(parse_time(0x17, b"\xff\xfe0101000000Z"), None);
+        // The same inside a whole certificate's validity.
+        let mut cert = vec![0x30, 0x29, 0x30, 0x27, 0x02, 0x01, 0x01, 0x30, 0x00, 0x30, 0x00, 0x30, 0x1e];
+        cert.extend_from_slice(&[0x17, 0x0d]);
+        cert.extend_from_slice("0\u{e9}101000000Z".as_bytes());
+        cert.extend_from_slice(&[0x17, 0x0d]);
+        cert.extend_from_slice(b"700101000000Z");
+        assert_eq!(validity(&cert), None);
+        let good = cert.len() - 30;
+        cert[good + 2..good + 15].copy_from_slice(b"690101000000Z");
+        assert_eq!(validity(&cert), Some((-31_536_000, 0)), "the same bytes, well formed, parse");
     }
 
     #[test]

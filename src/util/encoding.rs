@@ -228,6 +228,20 @@ pub fn find_cookie<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) 
     cookie_pairs(headers).find(|(key, _)| *key == name).map(|(_, value)| value)
 }
 
+/// Text from the network, made safe to print on a terminal or in a log
+/// line: control characters (an escape sequence could rewrite the screen,
+/// a newline forge a log line) and the bidirectional overrides that
+/// reorder what is shown are dropped; at most `max_chars` are kept.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .take(max_chars)
+        .collect()
+}
+
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn html_escape(input: &str) -> String {
     let mut out = String::with_capacity(input.len());

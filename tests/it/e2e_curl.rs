@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::fake_oauth::FakeOAuth;
+use crate::support::fake_oauth::{FakeOAuth, Mode};
 use crate::support::pki::TestPki;
 use crate::support::process::{Running, run};
 use crate::support::server::flags_for;
@@ -63,6 +63,34 @@ async fn curl_gets_a_token_through_the_whole_flow() {
     {
         assert!(!stderr.contains(secret), "stderr leaks {secret:?}:\n{stderr}");
     }
+}
+
+/// A user whose curl gives up (`--max-time`) while Yandex is slow to
+/// answer the exchange: the token is stored all the same, and the journal
+/// says what was stored, for whom, with nobody left to read the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_curl_that_gives_up_mid_exchange_still_gets_its_token_stored() {
+    let pki = TestPki::new();
+    let fake = FakeOAuth::start(&pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["serve".to_owned(), "--listen".into(), "127.0.0.1:0".into()];
+    args.extend(flags_for(&pki, &fake.url(), &fake.state.secret, dir.path()));
+    let (mut server, addr) = Running::start(&args);
+    *fake.state.callback.lock().unwrap() = Some(format!("https://localhost:{}/get_token", addr.port()));
+    fake.set_mode(Mode::Slow(std::time::Duration::from_millis(2500)));
+
+    let jar = dir.path().join("cookies.txt");
+    let url = format!("https://localhost:{}/get_token", addr.port());
+    let curl = curl_as_a_user(&jar, &pki.ca_pem, &url, &["--max-time", "1.5"]).await;
+    assert_eq!(curl.status.code(), Some(28), "curl should have timed out: {curl:?}");
+    let line = tokio::task::block_in_place(|| server.wait_for_line("stored the token of "));
+    assert!(line.starts_with("test-user in "), "{line}");
+    let issued = fake.state.issued_tokens.lock().unwrap().clone();
+    let token_dir = dir.path().join("tokens");
+    let (code, shown, _) = run(&["show", "--token-dir", token_dir.to_str().unwrap()]);
+    assert_eq!((code, shown.trim()), (0, issued[0].as_str()));
+    server.terminate();
+    assert!(!server.stderr().contains(issued[0].as_str()), "the journal leaks the token");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
