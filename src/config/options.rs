@@ -38,7 +38,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         flag: "public-host",
         env: "YANDEX_TOKEN_PUBLIC_HOST",
         value: "HOST",
-        default: "none (the request's Host header)",
+        default: "the ACME domain; else the request's Host when the certificate covers it (400 otherwise)",
         help: "host name the plain-HTTP listener redirects to",
     },
     OptionSpec {

@@ -95,7 +95,12 @@ impl App {
             hsts: HeaderValue::from_static(hsts),
             demo,
             secret_file,
-            public_host: config.public_host.clone(),
+            // Without --public-host, the ACME domain: the name the
+            // certificate is for.
+            public_host: config
+                .public_host
+                .clone()
+                .or_else(|| config.acme.as_ref().and_then(|acme| acme.domains.first().cloned())),
             notify: Notifier::new(config.notify_socket.clone()),
             exchanges,
         })

@@ -244,7 +244,7 @@ async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, ac
             serve_plain(tcp, shared, watcher, activity, move |request, app| {
                 match request.uri().path().strip_prefix(HTTP01_PREFIX) {
                     Some(token) if app.certs.is_acme() => answer_http01(request, token, app),
-                    _ => redirect_to_https(request, https_port, app.public_host.as_deref()),
+                    _ => redirect_to_https(request, https_port, app),
                 }
             })
             .await;
@@ -379,13 +379,10 @@ async fn answer_plain_http_on_tls_port(mut tcp: TcpStream) {
 }
 
 /// The plain-HTTP answer: a permanent redirect to the same path on https at
-/// `public_host` (or the request's host), or 400 when the request names no
-/// usable host.
-fn redirect_to_https(
-    request: &Request<Incoming>,
-    https_port: u16,
-    public_host: Option<&str>,
-) -> Response<Body> {
+/// `--public-host` (by default the ACME domain), or else at the request's
+/// host when the served certificate covers it; 400 for any other host, so
+/// a crafted Host header cannot send a browser to another name.
+fn redirect_to_https(request: &Request<Incoming>, https_port: u16, app: &App) -> Response<Body> {
     let started = Instant::now();
     let requested = request
         .headers()
@@ -393,7 +390,10 @@ fn redirect_to_https(
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().host())
         .and_then(crate::util::endpoint::host_without_port);
-    let host = public_host.or(requested);
+    let host = match app.public_host.as_deref() {
+        Some(pinned) => Some(pinned),
+        None => requested.filter(|host| app.certs.covers(host)),
+    };
     let response = match host {
         Some(host) => {
             let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
@@ -409,7 +409,10 @@ fn redirect_to_https(
                 Err(_) => AppError::BadRequest("unusable request target".into()).into_response(),
             }
         }
-        None => AppError::BadRequest("missing or invalid Host header".into()).into_response(),
+        None => AppError::BadRequest(
+            "missing Host header, or one this server's certificate does not cover".into(),
+        )
+        .into_response(),
     };
     router::log_access(request.method(), request.uri().path(), response.status(), started, None);
     router::without_body_for_head(request.method(), response)

@@ -200,6 +200,18 @@ impl CertResolver {
         matches!(self.source, CertSource::Acme(_))
     }
 
+    /// Whether the served certificate covers `host` (a DNS name, wildcards
+    /// as TLS clients match them, or an IP address; `[…]` around an IPv6
+    /// address is allowed).
+    pub fn covers(&self, host: &str) -> bool {
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let Ok(name) = rustls_pki_types::ServerName::try_from(host) else { return false };
+        let current = self.current();
+        let Some(leaf) = current.cert.first() else { return false };
+        webpki::EndEntityCert::try_from(leaf)
+            .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+    }
+
     /// The open ACME challenges this resolver answers.
     pub fn challenges(&self) -> &Arc<Challenges> {
         &self.challenges

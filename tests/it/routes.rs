@@ -199,7 +199,7 @@ async fn plain_http_gets_a_redirect_to_https() {
     let http = world.server.http_addr.unwrap();
     let https_port = world.server.addr.port();
     let mut tcp = tokio::net::TcpStream::connect(http).await.unwrap();
-    tcp.write_all(b"GET /get_token?x=1 HTTP/1.1\r\nHost: example.test:80\r\nConnection: close\r\n\r\n")
+    tcp.write_all(b"GET /get_token?x=1 HTTP/1.1\r\nHost: localhost:80\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut answer = String::new();
@@ -208,7 +208,7 @@ async fn plain_http_gets_a_redirect_to_https() {
     assert!(
         answer
             .to_ascii_lowercase()
-            .contains(&format!("location: https://example.test:{https_port}/get_token?x=1\r\n")),
+            .contains(&format!("location: https://localhost:{https_port}/get_token?x=1\r\n")),
         "{answer}"
     );
     let mut tcp = tokio::net::TcpStream::connect(http).await.unwrap();
@@ -216,6 +216,37 @@ async fn plain_http_gets_a_redirect_to_https() {
     let mut answer = String::new();
     tcp.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.0 400") || answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
+
+/// Without --public-host, the redirect goes only to a name the served
+/// certificate covers (localhost, 127.0.0.1 and ::1 here); any other Host
+/// gets 400, so a crafted Host cannot send a browser to another site.
+#[tokio::test]
+async fn the_redirect_trusts_only_names_the_certificate_covers() {
+    let world = World::new().await;
+    let http = world.server.http_addr.unwrap();
+    let port = world.server.addr.port();
+    for (host, expected) in [
+        ("evil.test", None),
+        ("localhost.evil.test", None),
+        ("127.0.0.2", None),
+        ("127.0.0.1:8080", Some(format!("https://127.0.0.1:{port}/"))),
+        ("[::1]", Some(format!("https://[::1]:{port}/"))),
+        ("LOCALHOST", Some(format!("https://localhost:{port}/"))),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(http).await.unwrap();
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        match expected {
+            None => assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}"),
+            Some(location) => {
+                assert!(answer.starts_with("HTTP/1.1 308"), "{host}: {answer}");
+                assert!(answer.to_ascii_lowercase().contains(&format!("location: {location}")), "{answer}");
+            }
+        }
+    }
 }
 
 #[tokio::test]
