@@ -18,7 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::http::error::AppError;
-use crate::http::router::{Body, json_response};
+use crate::http::response::{Body, json_response};
 use crate::util::encoding::{
     base64_url, html_escape, parse_pairs, percent_encode, pick_params, random_urlsafe,
 };

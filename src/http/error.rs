@@ -6,7 +6,7 @@
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::http::router::{Body, json_response};
+use crate::http::response::{Body, json_response};
 use crate::keeper::login::LoginError;
 use crate::oauth::OAuthError;
 use crate::util::secret::Secret;
@@ -165,6 +165,69 @@ impl AppError {
             AppError::FlowEnded { error, .. } => error.detail(),
             _ => None,
         }
+    }
+
+    /// What the person who got this error can do about it, in a sentence.
+    pub fn advice(&self) -> String {
+        match self {
+            AppError::FlowEnded { error, .. } => error.advice(),
+            AppError::BadState(_) => {
+                "Start again in this browser, with cookies on, and finish within 10 minutes.".into()
+            }
+            AppError::BadRequest(_) => "Check what was pasted or sent, then start again.".into(),
+            AppError::Denied { .. } => {
+                "Access was not allowed at Yandex. Start again and click Allow to get a token.".into()
+            }
+            AppError::Upstream(OAuthError::Rejected { .. }) => {
+                "Yandex refused the code: a code works once and for 10 minutes. Start again to get a new one."
+                    .into()
+            }
+            AppError::Upstream(_) => {
+                "Yandex could not be asked just now. Start again in a minute; if it keeps failing, tell \
+                 whoever runs this server."
+                    .into()
+            }
+            AppError::StoreFailed { .. } => {
+                "The token was issued but this server could not store it: copy it below now, and tell \
+                 whoever runs this server."
+                    .into()
+            }
+            AppError::LoginNotAllowed(_) => {
+                "Log in with a Yandex account whose tokens this server keeps (at Yandex, log out first or \
+                 pick another account), then start again."
+                    .into()
+            }
+            AppError::TooBusy(busy) => format!("Try again in {} seconds.", busy.retry_after),
+            AppError::CertificatePending => "Try again in a minute.".into(),
+            AppError::CrossSite => "Open /get_token on this server and use its own form.".into(),
+            _ => "Start again from the beginning.".into(),
+        }
+    }
+
+    /// The answer for a browser: the same status and headers as
+    /// [`AppError::into_response`] (`Allow`, `Retry-After`, the cookie that
+    /// ends a flow), with a short page instead of the JSON.
+    pub fn into_page(self) -> hyper::Response<Body> {
+        let what = self.body()["error_description"].as_str().unwrap_or("").to_owned();
+        let todo = self.advice();
+        let unstored = match &self {
+            AppError::StoreFailed { token, .. } => Some(token.expose().to_string()),
+            AppError::FlowEnded { error, .. } => match &**error {
+                AppError::StoreFailed { token, .. } => Some(token.expose().to_string()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let mut response = self.into_response();
+        let page = crate::http::pages::error(response.status(), &what, &todo, unstored.as_deref());
+        let (parts, body) = page.into_parts();
+        for name in [hyper::header::CONTENT_TYPE, hyper::header::CONTENT_SECURITY_POLICY] {
+            if let Some(value) = parts.headers.get(&name) {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
+        *response.body_mut() = body;
+        response
     }
 
     /// Wraps this error so its answer also clears the flow's cookie.

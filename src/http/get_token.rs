@@ -15,9 +15,10 @@ use hyper::{Request, Response, StatusCode};
 use ring::aead::NONCE_LEN;
 
 use crate::config::Flow;
+use crate::http::accept;
 use crate::http::app::App;
 use crate::http::error::AppError;
-use crate::http::router::{self, Body, json_response};
+use crate::http::response::{self, Body, json_response};
 use crate::keeper::login::{Grant, Kept, Login, Progress};
 use crate::oauth::pending::{ALREADY_USED, COOKIE_PREFIX, clear_for_state, cookie_name};
 use crate::oauth::{OAuthError, Pkce, usable_code};
@@ -121,7 +122,7 @@ fn add_cookies(response: &mut Response<Body>, set_cookies: Vec<Vec<u8>>) {
 /// Starts a callback flow: a redirect to the provider's authorize page.
 fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
     let begun = begin(app, request.headers());
-    let mut response = router::response(StatusCode::FOUND, Body::default(), 1 + begun.set_cookies.len());
+    let mut response = response::response(StatusCode::FOUND, Body::default(), 1 + begun.set_cookies.len());
     response.headers_mut().insert(
         header::LOCATION,
         HeaderValue::try_from(begun.authorize_url).expect("percent-encoded URL is a valid header"),
@@ -136,7 +137,7 @@ fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
 fn paste_page(app: &App, request: &Request<Incoming>) -> Response<Body> {
     let begun = begin(app, request.headers());
     let authorize_url = String::from_utf8(begun.authorize_url).expect("the authorize URL is ASCII");
-    let mut response = if accepts(request.headers(), "application/json") {
+    let mut response = if accept::wants_json(request.headers()) {
         json_response(
             StatusCode::OK,
             &serde_json::json!({ "authorize_url": authorize_url, "state": begun.state.as_str() }),
@@ -308,7 +309,7 @@ fn answer(headers: &HeaderMap, kept: &Kept, checking: bool) -> Response<Body> {
     if checking {
         doc["direct"] = serde_json::json!({ "status": "checking", "note": CHECKING });
     }
-    if !accepts(headers, "text/html") {
+    if !accept::wants_html(headers) {
         return json_response(StatusCode::OK, &doc);
     }
     let direct = if checking {
@@ -322,14 +323,4 @@ fn answer(headers: &HeaderMap, kept: &Kept, checking: bool) -> Response<Body> {
         direct.as_deref(),
         &kept.doc.access_token,
     )
-}
-
-/// Whether the request's `Accept` names `media_type` (a browser names
-/// `text/html`; curl's `*/*` names neither).
-fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|accept| accept.contains(media_type))
 }

@@ -6,6 +6,7 @@
 //! place an error becomes a status and a JSON body. It imports `util`,
 //! `config`, `tls`, `oauth` and `store`.
 
+pub mod accept;
 pub mod app;
 pub mod connections;
 pub mod demo;
@@ -14,5 +15,6 @@ pub mod exchanges;
 pub mod get_token;
 pub mod pages;
 pub mod recent;
+pub mod response;
 pub mod router;
 pub mod server;

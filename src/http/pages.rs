@@ -1,5 +1,5 @@
 //! The HTML the server shows people: the pasted-code page of `--flow
-//! paste`. Plain HTML that works without JavaScript and on a phone, with
+//! paste`, the stored token, and what went wrong. Plain HTML that works without JavaScript and on a phone, with
 //! its one stylesheet allowed by hash in a strict Content-Security-Policy,
 //! and every inserted value escaped.
 
@@ -9,7 +9,7 @@ use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
-use crate::http::router::{self, Body};
+use crate::http::response::{self, Body};
 use crate::util::encoding::{base64_standard, html_escape};
 
 /// The stylesheet every page carries inline, allowed by its hash.
@@ -35,13 +35,18 @@ fn policy() -> &'static HeaderValue {
 
 /// A `200 text/html` page with the pages' policy.
 fn page(title: &str, body: &str) -> Response<Body> {
+    page_with_status(StatusCode::OK, title, body)
+}
+
+/// A `text/html` page with the pages' policy.
+fn page_with_status(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{}</title><style>{STYLE}</style></head>\n<body><main>\n{body}</main></body></html>\n",
         html_escape(title)
     );
-    let mut response = router::response(StatusCode::OK, Body::new(Bytes::from(html)), 2);
+    let mut response = response::response(status, Body::new(Bytes::from(html)), 2);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(header::CONTENT_SECURITY_POLICY, policy().clone());
@@ -103,6 +108,30 @@ pub fn token_stored(
         html_escape(access_token),
     );
     page("Token stored", &body)
+}
+
+/// What a browser sees when something went wrong: what happened, what to
+/// do, and a link that starts again. A token that was issued but not
+/// stored is shown whole, to copy: it is the only copy.
+pub fn error(status: StatusCode, what: &str, todo: &str, unstored_token: Option<&str>) -> Response<Body> {
+    let token = unstored_token
+        .map(|token| {
+            format!(
+                "<p><label for=\"token\">The token document (select it and copy it now):</label></p>\n\
+                 <p class=\"note\"><code id=\"token\">{}</code></p>\n",
+                html_escape(token)
+            )
+        })
+        .unwrap_or_default();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = format!(
+        "<h1>{}</h1>\n<p id=\"what\">{}</p>\n<p id=\"todo\">{}</p>\n{token}\
+         <p><a class=\"button\" id=\"again\" href=\"/get_token\">Start again</a></p>\n",
+        html_escape(title),
+        html_escape(what),
+        html_escape(todo),
+    );
+    page_with_status(status, title, &body)
 }
 
 #[cfg(test)]

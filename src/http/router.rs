@@ -1,52 +1,18 @@
-//! The router: one visible `match` on method and path, the response helpers,
-//! the headers every TLS response carries, and the access log line. The
+//! The router: one visible `match` on method and path, the headers every
+//! TLS response carries, HEAD, and the access log line. The
 //! service built on [`route`] never fails: every error is a response.
 
 use std::time::Instant;
 
-use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::config::Flow;
 use crate::http::app::App;
 use crate::http::error::AppError;
-use crate::http::{demo, get_token};
-
-/// Every response body: small and fully buffered.
-pub type Body = Full<Bytes>;
-
-/// How many headers [`route`] adds to a response, at most.
-const ADDED_HEADERS: usize = 6;
-
-/// A response whose header map has room for `own` headers and the ones
-/// [`route`] adds: allocated once, instead of growing (and rehashing) as
-/// they arrive.
-pub fn response(status: StatusCode, body: Body, own: usize) -> Response<Body> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = HeaderMap::with_capacity(own + ADDED_HEADERS);
-    response
-}
-
-/// A response with a JSON body.
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut body = serde_json::to_vec(value).expect("a JSON value serialises");
-    body.push(b'\n');
-    let mut response = response(status, Full::new(Bytes::from(body)), 1);
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-/// A response with a small plain-text body.
-pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = response(status, Full::new(Bytes::from_static(text.as_bytes())), 1);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
-}
+use crate::http::response::{Body, text_response};
+use crate::http::{accept, demo, get_token};
 
 /// The `--metrics-listen` listener's one route: `GET`/`HEAD /metrics` in
 /// the Prometheus text format; 404 elsewhere, 405 for other methods.
@@ -56,7 +22,7 @@ pub fn metrics(request: &Request<Incoming>, app: &App) -> Response<Body> {
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let mut text = app.keeper.metrics.render();
             text.push_str(&crate::util::metrics::direct_tokens(&app.keeper.store.direct_counts()));
-            let mut response = Response::new(Full::new(Bytes::from(text)));
+            let mut response = Response::new(Body::new(Bytes::from(text)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -87,6 +53,9 @@ pub async fn route(mut request: Request<Incoming>, app: &App) -> Response<Body> 
     let hostless = request.version() == hyper::Version::HTTP_11
         && !request.headers().contains_key(header::HOST)
         && request.uri().authority().is_none();
+    // Decided before a handler takes the request: an error is a page for
+    // a browser, JSON for everyone else.
+    let page = accept::wants_html(request.headers());
     let paste = app.flow == Flow::Paste;
     let reads_body = (paste && method == Method::POST && uri.path() == "/get_token")
         || (app.demo.is_some() && uri.path().starts_with(demo::PREFIX));
@@ -115,7 +84,8 @@ pub async fn route(mut request: Request<Incoming>, app: &App) -> Response<Body> 
             let label = err.kind();
             app.keeper.metrics.error(label);
             let detail = err.detail();
-            (err.into_response(), Some((label, detail)))
+            let response = if page { err.into_page() } else { err.into_response() };
+            (response, Some((label, detail)))
         }
     };
     // Two headers below guard a body a browser might sniff or render. A

@@ -254,3 +254,39 @@ async fn paste_mode_still_takes_callbacks_and_callback_mode_refuses_posts() {
     assert_eq!(reply.header("allow"), Some("GET, HEAD"));
     assert_eq!(world.fake.token_calls(), 0);
 }
+
+/// A mistyped code spends the flow; a browser is told so on a page with a
+/// way to start again, not with raw JSON. A JSON client keeps the JSON, and
+/// `text/html;q=0` is read as "not HTML".
+#[tokio::test]
+async fn a_browser_gets_a_page_when_something_goes_wrong() {
+    const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let world = World::with_flags(PASTE, |_| {}).await;
+    let addr = world.server.addr;
+    let mut client = world.client();
+    let (state, _) = page_and_code(&world, &mut client).await;
+    let reply =
+        client.post_form(addr, "/get_token", &[("accept", BROWSER)], form("wrong0code0123", &state)).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(reply.body.contains("<a class=\"button\" id=\"again\" href=\"/get_token\">"), "{}", reply.body);
+    assert!(reply.body.contains("a code works once"), "{}", reply.body);
+    assert!(!reply.body.contains("{\"error\""), "{}", reply.body);
+    assert!(reply.header("content-security-policy").unwrap().contains("default-src 'none'"));
+    // The flow's cookie is cleared on the page as on the JSON.
+    assert!(reply.headers.get_all("set-cookie").iter().any(|c| c.to_str().unwrap().contains("Max-Age=0")));
+
+    for accept in ["application/json", "text/html;q=0, */*", "*/*"] {
+        let (state, _) = page_and_code(&world, &mut client).await;
+        let reply =
+            client.post_form(addr, "/get_token", &[("accept", accept)], form("wrong0code0123", &state)).await;
+        assert_eq!(reply.status, 400, "{accept}: {}", reply.body);
+        assert_eq!(reply.json()["error"], "invalid_grant", "{accept}");
+    }
+    // A 405 keeps its Allow header on the page too.
+    let reply =
+        client.send_with(addr, hyper::Method::PUT, "/get_token", &[("accept", BROWSER)], String::new()).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET, HEAD, POST"));
+    assert!(reply.body.contains("id=\"again\""), "{}", reply.body);
+}
