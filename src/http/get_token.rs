@@ -143,7 +143,11 @@ fn paste_page(app: &App, request: &Request<Incoming>) -> Response<Body> {
             &serde_json::json!({ "authorize_url": authorize_url, "state": begun.state.as_str() }),
         )
     } else {
-        crate::http::pages::paste_form(&authorize_url, begun.state.as_str())
+        let mut page = crate::http::pages::paste_form(&authorize_url, begun.state.as_str());
+        // The form's POST then carries this page's origin, which
+        // check_same_origin compares; the link to Yandex gets no Referer.
+        page.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+        page
     };
     add_cookies(&mut response, begun.set_cookies);
     response
@@ -197,22 +201,22 @@ pub async fn submit(request: Request<Incoming>, app: &App) -> Result<Response<Bo
 }
 
 /// Refuses a form posted from another site (CSRF defence in depth; the
-/// `SameSite=Lax` flow cookie is not sent cross-site either). Browsers send
-/// `Sec-Fetch-Site`; older ones `Origin`, which is `null` under our
-/// `Referrer-Policy: no-referrer`. curl sends neither.
+/// `SameSite=Lax` flow cookie bound to the state is the main defence, and
+/// is not sent cross-site either). Browsers send `Sec-Fetch-Site`, and
+/// `Origin` on every POST: the paste page's `Referrer-Policy: same-origin`
+/// makes that the page's real origin, so `null` (a sandboxed frame, a
+/// `data:` page, or a policy that hides it) is refused with any foreign
+/// origin. curl sends neither header.
 fn check_same_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(), AppError> {
     if let Some(site) = headers.get("sec-fetch-site") {
-        return match site.as_bytes() {
-            b"same-origin" | b"none" => Ok(()),
-            _ => Err(AppError::CrossSite),
-        };
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return Err(AppError::CrossSite);
+        }
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else {
+    let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
-    if origin == "null" {
-        return Ok(());
-    }
+    let origin = origin.to_str().map_err(|_| AppError::CrossSite)?;
     // HTTP/2 carries the host as :authority, which hyper puts in the URI.
     let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).or(authority);
     match (origin.strip_prefix("https://"), host) {

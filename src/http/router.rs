@@ -98,7 +98,9 @@ pub async fn route(mut request: Request<Incoming>, app: &App) -> Response<Body> 
     // leak through Referer. Cheap enough to send on every response.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // The paste page sets `same-origin`, so its form's POST carries the
+    // real Origin; nothing else needs a Referer.
+    headers.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("no-referrer"));
     if has_body {
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         // Nothing we serve needs to load anything; the demo page sets its own.

@@ -5,8 +5,9 @@
 
 use hyper::Method;
 
-use crate::support::World;
+use crate::support::browser::Browser;
 use crate::support::client::{Client, Reply, client_config};
+use crate::support::{World, have, required};
 
 const PASTE: &[&str] = &["--flow", "paste"];
 
@@ -138,6 +139,29 @@ async fn a_browser_posting_from_the_page_itself_is_accepted() {
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
+/// The page tells browsers to send its origin with its form
+/// (`same-origin`), so the Origin check compares something real; every
+/// other answer keeps `no-referrer`.
+#[tokio::test]
+async fn the_paste_page_sends_its_origin_and_nothing_else_does() {
+    let world = World::with_flags(PASTE, |_| {}).await;
+    let mut client = world.client();
+    let page = client.get(world.server.addr, "/get_token").await;
+    assert_eq!(page.header("referrer-policy"), Some("same-origin"));
+    let health = client.get(world.server.addr, "/healthz").await;
+    assert_eq!(health.header("referrer-policy"), Some("no-referrer"));
+    let json = client
+        .send_with(
+            world.server.addr,
+            hyper::Method::GET,
+            "/get_token",
+            &[("accept", "application/json")],
+            String::new(),
+        )
+        .await;
+    assert_eq!(json.header("referrer-policy"), Some("no-referrer"));
+}
+
 /// Every refusal below leaves the token endpoint uncalled.
 async fn refused(world: &World, reply: Reply, status: u16, error: &str) {
     assert_eq!(reply.status, status, "{}", reply.body);
@@ -155,6 +179,11 @@ async fn posts_from_other_sites_are_refused_and_do_not_spend_the_flow() {
         vec![("sec-fetch-site", "same-site")],
         vec![("origin", "https://evil.example")],
         vec![("origin", "http://localhost")],
+        // What a browser sends under `Referrer-Policy: no-referrer`, and
+        // from a sandboxed frame or a data: page: never the page's own.
+        vec![("origin", "null")],
+        vec![("sec-fetch-site", "same-origin"), ("origin", "null")],
+        vec![("sec-fetch-site", "same-origin"), ("origin", "https://evil.example")],
     ] {
         let reply = client.post_form(world.server.addr, "/get_token", &headers, form(&code, &state)).await;
         refused(&world, reply, 403, "cross_site_request").await;
@@ -289,4 +318,87 @@ async fn a_browser_gets_a_page_when_something_goes_wrong() {
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("GET, HEAD, POST"));
     assert!(reply.body.contains("id=\"again\""), "{}", reply.body);
+}
+
+/// Plays the user at Yandex for a page open in the browser: follows its
+/// authorize link, reads the code Yandex shows. Returns (state, code).
+async fn code_for_browser_page(world: &World, browser: &Browser) -> (String, String) {
+    let authorize = browser.attribute(&browser.find("#authorize").await, "href").await;
+    let state = browser.attribute(&browser.find("input[name=state]").await, "value").await;
+    let mut yandex = world.client();
+    let at_yandex = yandex.get_url(&authorize).await;
+    assert_eq!(at_yandex.status, 302, "{}", at_yandex.body);
+    let shown = yandex.get_url(at_yandex.location()).await;
+    let code = shown.body.split("<b id=\"code\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    (state, code)
+}
+
+/// Serves one page on plain HTTP at 127.0.0.1 (another origin than the
+/// server's https://localhost): every request gets `html`.
+async fn other_origin(html: String) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let html = html.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                    html.len()
+                );
+                tcp.write_all(answer.as_bytes()).await.ok();
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// In a real browser (headless Chromium): the paste page's own form gets
+/// the token (Chromium sends the page's real Origin, as the page's
+/// `Referrer-Policy: same-origin` lets it), and a page on another origin
+/// posting the same fields to the server is refused with 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_the_page_posts_and_another_origin_is_refused() {
+    if !required("chromedriver and chromium", have("chromedriver") && have("chromium")) {
+        return;
+    }
+    let world = World::with_flags(PASTE, |_| {}).await;
+    let page = format!("https://localhost:{}/get_token", world.server.addr.port());
+    let browser = Browser::start().await;
+
+    // Another origin first: a page of its own with the victim's state and
+    // a good code, posting to the server. Refused before Yandex is asked.
+    browser.open(&page).await;
+    let (state, code) = code_for_browser_page(&world, &browser).await;
+    let evil = format!(
+        "<!doctype html><form method=\"post\" action=\"{page}\"><input name=\"code\" value=\"{code}\">\
+         <input name=\"state\" value=\"{state}\"><button id=\"go\" type=\"submit\">go</button></form>"
+    );
+    let (evil_addr, evil_task) = other_origin(evil).await;
+    browser.open(&format!("http://{evil_addr}/")).await;
+    browser.click(&browser.find("#go").await).await;
+    let text = browser.text().await;
+    assert!(text.contains("may only be posted from this server's own page"), "{text}");
+    assert_eq!(world.fake.token_calls(), 0, "a cross-origin post reached Yandex");
+    evil_task.abort();
+
+    // The page itself: paste the code, press the button, get the token.
+    browser.open(&page).await;
+    let (_, code) = code_for_browser_page(&world, &browser).await;
+    browser.type_into(&browser.find("#code").await, &code).await;
+    browser.click(&browser.find("button[type=submit]").await).await;
+    let text = browser.text().await;
+    assert!(text.contains("Token stored"), "{text}");
+    assert_eq!(world.fake.token_calls(), 1);
+    let stored = std::fs::read_to_string(world.server.token_file()).unwrap();
+    assert!(stored.contains(world.fake.state.issued_tokens.lock().unwrap()[0].as_str()));
 }

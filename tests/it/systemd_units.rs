@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::have;
 use crate::support::process::BIN;
+use crate::support::{have, required};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -16,14 +16,9 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n")
 }
 
-fn skip(test: &str, why: &str) -> bool {
-    eprintln!("SKIPPED {test}: {why}");
-    true
-}
-
 #[test]
 fn the_services_score_at_most_1_1() {
-    if !have("systemd-analyze") && skip("security", "systemd-analyze is not installed") {
+    if !required("systemd-analyze", have("systemd-analyze")) {
         return;
     }
     for unit in ["yandex-token.service", "yandex-token-refresh.service"] {
@@ -41,8 +36,8 @@ fn the_services_score_at_most_1_1() {
 
 #[test]
 fn the_units_verify_without_a_word() {
-    if (!have("systemd-analyze") && skip("verify", "systemd-analyze is not installed"))
-        || (!is_root() && skip("verify", "needs root for a private mount namespace"))
+    if !required("systemd-analyze", have("systemd-analyze"))
+        || !required("root (a private mount namespace)", is_root())
     {
         return;
     }
@@ -61,9 +56,8 @@ fn the_units_verify_without_a_word() {
 
 #[test]
 fn the_units_work_under_a_real_systemd() {
-    if (!have("systemd-nspawn")
-        && skip("nspawn", "systemd-nspawn is not installed (apt-get install systemd-container)"))
-        || (!is_root() && skip("nspawn", "needs root"))
+    if !required("systemd-nspawn (apt-get install systemd-container)", have("systemd-nspawn"))
+        || !required("root", is_root())
     {
         return;
     }

@@ -126,14 +126,11 @@ async fn flow_with_broken_store(setup: &str, expected_reason: &str) {
     assert!(!stderr.contains(&issued), "the token is in the log: {stderr}");
 }
 
-/// Whether this process may make a private mount namespace (root); says
-/// why the test skips when not.
+/// Whether this process may make a private mount namespace (root); see
+/// [`crate::support::required`] for what happens when it may not.
 fn can_unshare() -> bool {
     let can = Command::new("unshare").args(["--mount", "true"]).status().is_ok_and(|s| s.success());
-    if !can {
-        eprintln!("SKIPPED: needs root for a private mount namespace");
-    }
-    can
+    crate::support::required("a private mount namespace (root)", can)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Shared test fixtures: the test PKI, the fake Yandex, the in-process
 //! server, the test client and the child-process runner.
 
+pub mod browser;
 pub mod client;
 pub mod fake_oauth;
 pub mod notify;
@@ -19,6 +20,22 @@ pub fn have(tool: &str) -> bool {
         .args(["-c", &format!("command -v {tool}")])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Whether a test that needs `what` (a tool, root) may run. `.ci/run` sets
+/// `YANDEX_TOKEN_CI=1` after installing every tool: there a missing one
+/// fails the test instead of letting it pass untested. Elsewhere the test
+/// says on stderr that it skipped, and why.
+pub fn required(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var_os("YANDEX_TOKEN_CI").is_none(),
+        "{what} is missing, and .ci/run (YANDEX_TOKEN_CI) says it must be here"
+    );
+    eprintln!("SKIPPED: {what} is missing (.ci/run installs it and makes this a failure)");
+    false
 }
 
 /// A free loopback TCP port for a process that binds it later (Pebble, a

@@ -14,13 +14,13 @@ use rustls_pki_types::pem::PemObject;
 
 use super::pki::TestPki;
 
-/// Whether Pebble is installed; tests skip (saying so) when it is not.
+/// Whether Pebble is installed; see [`super::required`] for what happens
+/// when it is not.
 pub fn available() -> bool {
-    let found = super::have("pebble") && super::have("pebble-challtestsrv");
-    if !found {
-        eprintln!("SKIPPED: pebble and pebble-challtestsrv are not installed (apt-get install pebble)");
-    }
-    found
+    super::required(
+        "pebble and pebble-challtestsrv (apt-get install pebble)",
+        super::have("pebble") && super::have("pebble-challtestsrv"),
+    )
 }
 
 use super::free_port;
