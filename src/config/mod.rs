@@ -105,6 +105,9 @@ pub struct Limits {
     pub max_exchanges: usize,
     /// Token exchanges with the provider per minute.
     pub exchanges_per_minute: usize,
+    /// Token exchanges (and refusals, which spend a state too) per minute
+    /// from one client address.
+    pub exchanges_per_client_minute: usize,
 }
 
 impl Default for Limits {
@@ -124,6 +127,7 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(20),
             max_exchanges: 8,
             exchanges_per_minute: 60,
+            exchanges_per_client_minute: 10,
         }
     }
 }

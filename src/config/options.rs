@@ -337,6 +337,14 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "token exchanges with Yandex per minute, over all clients; beyond, 429 with Retry-After",
     },
     OptionSpec {
+        flag: "exchange-rate-per-client",
+        env: "YANDEX_TOKEN_EXCHANGE_RATE_PER_CLIENT",
+        value: "N",
+        default: "10",
+        help: "token exchanges and refusals per minute from one client address (an IPv6 /64), checked \
+               before --exchange-rate so one address cannot use it up",
+    },
+    OptionSpec {
         flag: "drain-timeout",
         env: "YANDEX_TOKEN_DRAIN_TIMEOUT",
         value: "DURATION",

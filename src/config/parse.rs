@@ -403,6 +403,7 @@ fn parse_limits(raw: &impl Fn(&str) -> Option<(String, String)>) -> Result<Limit
     size("max-header-bytes", &mut limits.max_header_bytes)?;
     size("max-exchanges", &mut limits.max_exchanges)?;
     size("exchange-rate", &mut limits.exchanges_per_minute)?;
+    size("exchange-rate-per-client", &mut limits.exchanges_per_client_minute)?;
     size("upstream-max-body", &mut limits.upstream_max_body)?;
     let mut connections = limits.max_connections;
     size("max-connections", &mut connections)?;

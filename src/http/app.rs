@@ -79,8 +79,11 @@ impl App {
         secret_file: Option<PathBuf>,
     ) -> Result<App, StartupError> {
         let limits = config.limits.clone();
-        let exchanges =
-            crate::http::exchanges::ExchangeLimits::new(limits.max_exchanges, limits.exchanges_per_minute);
+        let exchanges = crate::http::exchanges::ExchangeLimits::new(
+            limits.max_exchanges,
+            limits.exchanges_per_minute,
+            limits.exchanges_per_client_minute,
+        );
         // The demo runs on localhost: HSTS there would stick to every other
         // local development server in the user's browser, so it is cleared.
         let hsts = if demo.is_some() { "max-age=0" } else { "max-age=31536000" };

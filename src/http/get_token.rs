@@ -19,6 +19,7 @@ use crate::http::accept;
 use crate::http::app::App;
 use crate::http::error::AppError;
 use crate::http::response::{self, Body, json_response};
+use crate::http::server::ClientAddr;
 use crate::keeper::login::{Grant, Kept, Login, Progress};
 use crate::oauth::pending::{ALREADY_USED, COOKIE_PREFIX, clear_for_state, cookie_name};
 use crate::oauth::{OAuthError, Pkce, usable_code};
@@ -57,7 +58,13 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
         };
         return Err(match state {
             Some(state) => {
-                app.pending.take(&state, cookies(request.headers()), now_unix()).ok();
+                // Spending a state is charged like an exchange: minting
+                // states is free, so refusals must not be.
+                let client = client_addr(request);
+                app.exchanges.check_rate(client).map_err(AppError::TooBusy)?;
+                if app.pending.take(&state, cookies(request.headers()), now_unix()).is_ok() {
+                    app.exchanges.count(client);
+                }
                 denied.ending_flow(clear_for_state(&state))
             }
             None => denied,
@@ -68,7 +75,9 @@ pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<B
         (None, None) => Ok(start(app, request)),
         // Boxed, so every redirect's future is not as large as the
         // exchange's (7 KiB) and copied whole with each request.
-        (Some(code), Some(state)) => Box::pin(finish(app, request.headers(), &code, &state)).await,
+        (Some(code), Some(state)) => {
+            Box::pin(finish(app, request.headers(), client_addr(request), &code, &state)).await
+        }
         (Some(_), None) => Err(AppError::BadState("the callback has a code but no state")),
         (None, Some(_)) => Err(AppError::BadRequest("the callback has a state but no code".into())),
     }
@@ -197,7 +206,13 @@ pub async fn submit(request: Request<Incoming>, app: &App) -> Result<Response<Bo
         return Err(AppError::BadState("state is longer than 1024 characters"));
     }
     let code = code.ok_or_else(|| AppError::BadRequest("the form has no code".into()))?;
-    Box::pin(finish(app, &parts.headers, &code, &state)).await
+    let client = parts.extensions.get::<ClientAddr>().map(|addr| addr.0);
+    Box::pin(finish(app, &parts.headers, client, &code, &state)).await
+}
+
+/// The address the request came from, when the connection knows it.
+fn client_addr(request: &Request<Incoming>) -> Option<std::net::IpAddr> {
+    request.extensions().get::<ClientAddr>().map(|addr| addr.0)
 }
 
 /// Refuses a form posted from another site (CSRF defence in depth; the
@@ -234,7 +249,13 @@ const DIRECT_PATIENCE: Duration = Duration::from_secs(3);
 /// own, and the answer once the token is stored. The code is checked first
 /// so that a bad paste does not spend the flow; the token endpoint is
 /// called only after the state.
-async fn finish(app: &App, headers: &HeaderMap, code: &str, state: &str) -> Result<Response<Body>, AppError> {
+async fn finish(
+    app: &App,
+    headers: &HeaderMap,
+    client: Option<std::net::IpAddr>,
+    code: &str,
+    state: &str,
+) -> Result<Response<Body>, AppError> {
     let code = usable_code(code).ok_or_else(|| {
         AppError::BadRequest(
             "the code is empty, too long or not printable ASCII: paste the code Yandex showed".into(),
@@ -242,7 +263,7 @@ async fn finish(app: &App, headers: &HeaderMap, code: &str, state: &str) -> Resu
     })?;
     // The limits first: a flow refused for them stays usable for a retry.
     let slot = app.exchanges.slot().map_err(AppError::TooBusy)?;
-    app.exchanges.check_rate().map_err(AppError::TooBusy)?;
+    app.exchanges.check_rate(client).map_err(AppError::TooBusy)?;
     let taken = match app.pending.take(state, cookies(headers), now_unix()) {
         Ok(taken) => taken,
         // This browser's flow cookie, a state it already sent: the double
@@ -264,7 +285,7 @@ async fn finish(app: &App, headers: &HeaderMap, code: &str, state: &str) -> Resu
         }
     };
     // From here on the flow is spent: every answer clears its cookie.
-    app.exchanges.count();
+    app.exchanges.count(client);
     let grant = Grant::Code { code: Secret::new(code.to_owned()), verifier: taken.verifier };
     let login = app.keeper.start(grant, slot);
     app.logins.add(state, login.clone());

@@ -10,7 +10,7 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::net::TcpListener as StdTcpListener;
+use std::net::{IpAddr, TcpListener as StdTcpListener};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,7 +146,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -178,7 +178,7 @@ async fn accept_loop(
             let _permit = permit;
             let _open = OpenConnection::new(&shared.app.keeper.metrics);
             tokio::select! {
-                _ = serve(tcp, role, &shared, watcher, activity.clone()) => {}
+                _ = serve(tcp, peer.ip(), role, &shared, watcher, activity.clone()) => {}
                 _ = activity.shed() => {}
             }
         });
@@ -188,7 +188,14 @@ async fn accept_loop(
 /// One connection, start to end: the TLS handshake (or a plain-HTTP
 /// answer), a wait for the first request bytes, then hyper (HTTP/2 or
 /// HTTP/1.1 as ALPN chose) under the watchdog.
-async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, activity: Arc<Activity>) {
+async fn serve(
+    tcp: TcpStream,
+    peer: IpAddr,
+    role: Role,
+    shared: &Shared,
+    watcher: Watcher,
+    activity: Arc<Activity>,
+) {
     let limits = &shared.app.limits;
     match role {
         Role::Https => {
@@ -232,7 +239,7 @@ async fn serve(tcp: TcpStream, role: Role, shared: &Shared, watcher: Watcher, ac
             }
             let h2 = tls.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(Tracked::new(tls, activity.clone()));
-            let service = app_service(shared.app.clone(), activity.clone());
+            let service = app_service(shared.app.clone(), activity.clone(), peer);
             if h2 {
                 let connection = watcher.watch(shared.http2.serve_connection(io, service));
                 watchdog(Box::pin(connection), &activity, limits).await;
@@ -283,6 +290,7 @@ async fn serve_plain(
 fn app_service(
     app: Arc<App>,
     activity: Arc<Activity>,
+    peer: IpAddr,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Body>,
@@ -291,9 +299,10 @@ fn app_service(
 > + Clone
 + Send
 + 'static {
-    service_fn(move |request| {
+    service_fn(move |mut request: Request<Incoming>| {
         let guard = activity.request_started();
         let app = app.clone();
+        request.extensions_mut().insert(ClientAddr(peer));
         async move {
             let response = router::route(request, &app).await;
             drop(guard);
@@ -301,6 +310,11 @@ fn app_service(
         }
     })
 }
+
+/// The address a request came from, as the kernel saw the connection: a
+/// request extension, for the per-client exchange budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
 
 /// Waits for the first request bytes before hyper allocates its buffers,
 /// so an idle connection costs only its TLS state. False when the

@@ -44,8 +44,13 @@ const SEALED_LEN: usize = 1 + NONCE_LEN + MESSAGE_LEN + MAX_TAG_LEN;
 /// How long one sealing key is used for new cookies.
 const KEY_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// Single-use states remembered at most; the oldest are forgotten first
-/// (by then their code has been spent at the provider anyway).
+/// Single-use states remembered at most; the oldest are forgotten first.
+/// An entry costs memory (a 16-byte key and its expiry, twice), not a call
+/// to Yandex: minting states is free, and an entry is made by every
+/// callback or refusal that passes the exchange limits (`http::exchanges`),
+/// which bound how fast the set grows. Entries leave when their cookies
+/// expire; past the cap an older one leaves early, and a replay of it
+/// would reach the token endpoint, where Yandex refuses the spent code.
 const USED_CAP: usize = 100_000;
 
 #[derive(Default)]

@@ -244,3 +244,36 @@ async fn the_upstream_body_cap_acts() {
     assert_eq!(reply.status, 502, "{}", reply.body);
     assert!(reply.json()["error_description"].as_str().unwrap().contains("larger than 64 bytes"));
 }
+
+/// One address that keeps starting flows (each followed by its callback,
+/// or by a refusal, which spends a state too) meets its own budget; a
+/// second address still completes a flow, because the per-address budget
+/// comes before the global one.
+#[tokio::test]
+async fn one_address_exhausts_its_budget_while_another_completes_a_flow() {
+    let world = World::with_flags(&["--exchange-rate-per-client", "3", "--exchange-rate", "5"], |_| {}).await;
+    let mut greedy = world.client();
+    greedy.source = Some("127.0.0.2".parse().unwrap());
+    for _ in 0..2 {
+        assert_eq!(crate::support::complete_flow(&mut greedy, &world.server).await.status, 200);
+    }
+    // A refusal at Yandex with a real state is charged too.
+    let start = greedy.get(world.server.addr, "/get_token").await;
+    let state = start.location().split("state=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let denied =
+        greedy.get(world.server.addr, &format!("/get_token?error=access_denied&state={state}")).await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    let refused = crate::support::complete_flow(&mut greedy, &world.server).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(
+        refused.json()["error_description"].as_str().unwrap().contains("from this address"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.header("retry-after").is_some());
+    let calls = world.fake.token_calls();
+    // The global budget (5) has room left for somebody else.
+    let mut neighbour = world.client();
+    assert_eq!(crate::support::complete_flow(&mut neighbour, &world.server).await.status, 200);
+    assert_eq!(world.fake.token_calls(), calls + 1);
+}

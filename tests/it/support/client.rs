@@ -38,6 +38,9 @@ pub struct Client {
     /// The cookie jar: (name, value) as the server set them, sent back on
     /// every request; a `Max-Age=0` removes one.
     pub cookies: Vec<(String, String)>,
+    /// The loopback address connections come from (127.0.0.2, say): a
+    /// second client address on one machine. `None`: the kernel's choice.
+    pub source: Option<std::net::IpAddr>,
 }
 
 pub fn client_config(
@@ -69,11 +72,11 @@ pub async fn tls_connect(
 
 impl Client {
     pub fn new(ca: &CertificateDer<'static>) -> Client {
-        Client { tls: client_config(ca, &[b"http/1.1"], rustls::DEFAULT_VERSIONS), cookies: Vec::new() }
+        Client::with_config(client_config(ca, &[b"http/1.1"], rustls::DEFAULT_VERSIONS))
     }
 
     pub fn with_config(tls: Arc<rustls::ClientConfig>) -> Client {
-        Client { tls, cookies: Vec::new() }
+        Client { tls, cookies: Vec::new(), source: None }
     }
 
     pub async fn get(&mut self, addr: SocketAddr, target: &str) -> Reply {
@@ -120,7 +123,16 @@ impl Client {
         headers: &[(&str, &str)],
         body: String,
     ) -> Reply {
-        let tls = tls_connect(addr, "localhost", self.tls.clone()).await;
+        let tls = match self.source {
+            None => tls_connect(addr, "localhost", self.tls.clone()).await,
+            Some(source) => {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+                let tcp = socket.connect(addr).await.unwrap();
+                let name = ServerName::try_from("localhost".to_owned()).unwrap();
+                TlsConnector::from(self.tls.clone()).connect(name, tcp).await.unwrap()
+            }
+        };
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let mut request = Request::builder().method(method).uri(target);
         if h2 {
