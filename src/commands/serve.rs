@@ -89,6 +89,16 @@ pub(crate) async fn serve_on(listeners: Listeners, app: Arc<App>) -> Result<(), 
     if let Some(Ok(addr)) = listeners.metrics.as_ref().map(TcpListener::local_addr) {
         crate::info!("metrics on http://{addr}/metrics");
         addresses.push(format!("http://{addr}/metrics"));
+        // Now, and every few minutes for what other processes (refresh,
+        // status) changed; logins here recount as they store.
+        let keeper = app.keeper.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
+            loop {
+                every.tick().await;
+                keeper.recount().await;
+            }
+        });
     }
     if app.certs.pending() {
         // READY=1 comes from the ACME task, with the certificate.

@@ -54,6 +54,9 @@ impl App {
     /// the client secret and `--ca-file`. Any failure names the file.
     pub fn from_config(config: &Config) -> Result<App, StartupError> {
         let keeper = Keeper::from_config(config)?;
+        // The system's trust anchors now, not inside the first exchange,
+        // where reading and parsing them would stall every connection.
+        keeper.oauth.tls().config()?;
         let certs = match &config.acme {
             Some(acme) => acme_resolver(acme)?,
             None => {

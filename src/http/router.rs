@@ -20,8 +20,7 @@ pub fn metrics(request: &Request<Incoming>, app: &App) -> Response<Body> {
     let started = Instant::now();
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
-            let mut text = app.keeper.metrics.render();
-            text.push_str(&crate::util::metrics::direct_tokens(&app.keeper.store.direct_counts()));
+            let text = app.keeper.metrics.render();
             let mut response = Response::new(Body::new(Bytes::from(text)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

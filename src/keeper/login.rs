@@ -237,6 +237,7 @@ impl Keeper {
             crate::info!("stored the token of {} in {}", doc.login_or_unknown(), saved.file.display());
         }
         let Some(direct) = &self.direct else {
+            self.recount().await;
             report.send_replace(Progress::Finished(Arc::new(Kept { doc, saved, warning })));
             return;
         };
@@ -265,6 +266,16 @@ impl Keeper {
                 );
             }
         }
+        self.recount().await;
         report.send_replace(Progress::Finished(Arc::new(Kept { doc, saved, warning })));
+    }
+
+    /// Counts the stored tokens by Direct status for `/metrics`, off the
+    /// runtime's thread: a scrape only renders what was counted.
+    pub async fn recount(&self) {
+        let store = self.store.clone();
+        if let Ok(counts) = tokio::task::spawn_blocking(move || store.direct_counts()).await {
+            self.metrics.set_direct_tokens(counts);
+        }
     }
 }

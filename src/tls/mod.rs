@@ -315,14 +315,15 @@ fn config_over(roots: RootCertStore) -> Result<Arc<ClientConfig>, StartupError> 
 const NO_TRUST_ANCHORS: &str =
     "no trust anchors for the token endpoint: install ca-certificates or pass --ca-file";
 
-/// The token endpoint's client configuration, built when the first request
-/// needs it. Parsing the system's 140-odd roots takes a millisecond (3.6 ms
-/// when `SSL_CERT_DIR` adds the hashed directory) and keeps 0.27 MiB of
-/// heap, which a server that has not yet seen a callback, or never will
-/// again, need not pay at startup (bench/README.md). What can be checked
-/// early still is: `--ca-file` is read and its certificates checked at
-/// startup, and a system with no CA store at all and no `--ca-file` is
-/// refused there.
+/// The token endpoint's client configuration, built on the first call to
+/// [`ClientTls::config`]. `serve` makes that call at start: parsing the
+/// system's 140-odd roots takes a millisecond (3.6 ms when `SSL_CERT_DIR`
+/// adds the hashed directory), blocking, which inside the first exchange
+/// would stall every connection on the runtime's one thread; it keeps
+/// 0.27 MiB of heap (bench/README.md). The terminal commands build it when
+/// their first request needs it. `--ca-file` is read and its certificates
+/// checked at once, and a system with no CA store at all and no
+/// `--ca-file` is refused there.
 /// Clones share one configuration: the roots are read once for every
 /// client (the token endpoint's and the Direct API's).
 #[derive(Clone)]
@@ -350,6 +351,11 @@ impl ClientTls {
             ca_file_roots: RootCertStore::empty(),
             built: OnceLock::from(config),
         }))
+    }
+
+    /// Whether the configuration (and so the system's roots) is built.
+    pub fn is_built(&self) -> bool {
+        self.0.built.get().is_some()
     }
 
     /// The configuration, built on the first call. A failure is not kept:

@@ -24,6 +24,9 @@ pub struct Metrics {
     latency_sum_micros: AtomicU64,
     connections_open: AtomicI64,
     certificate_not_after: AtomicI64,
+    /// Stored tokens by Direct status, as last counted: a scrape never
+    /// reads the token files.
+    direct_tokens: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -63,6 +66,12 @@ impl Metrics {
     /// The served certificate expires at this Unix time.
     pub fn certificate_expires(&self, not_after: i64) {
         self.certificate_not_after.store(not_after, Ordering::Relaxed);
+    }
+
+    /// The stored tokens by Direct status, counted by whoever last looked
+    /// at the store (a login, the periodic recount).
+    pub fn set_direct_tokens(&self, counts: BTreeMap<String, u64>) {
+        *self.direct_tokens.lock().unwrap_or_else(|poison| poison.into_inner()) = counts;
     }
 
     /// The exposition text.
@@ -117,13 +126,14 @@ impl Metrics {
             self.certificate_not_after.load(Ordering::Relaxed)
         )
         .ok();
+        out.push_str(&direct_tokens(&self.direct_tokens.lock().unwrap_or_else(|poison| poison.into_inner())));
         out
     }
 }
 
 /// The stored tokens by Direct status (`ok`, `error_58`, `unreachable`,
 /// `unchecked`), as the store counted them: never a login.
-pub fn direct_tokens(counts: &BTreeMap<String, u64>) -> String {
+fn direct_tokens(counts: &BTreeMap<String, u64>) -> String {
     let mut out = String::from(
         "# HELP yandex_token_direct_tokens Stored tokens by what the Direct API last said of them.\n\
          # TYPE yandex_token_direct_tokens gauge\n",

@@ -165,6 +165,15 @@ async fn status_warns_about_tokens_expiring_within_30_days() {
     assert!(stderr.contains("warning: test-user: the token expires in"), "{stderr}");
 }
 
+/// The trust anchors are read when the server starts, not inside the first
+/// exchange, where the blocking read would stall every connection.
+#[tokio::test]
+async fn the_trust_anchors_are_read_at_start() {
+    let world = World::new().await;
+    assert!(world.server.app.keeper.oauth.tls().is_built());
+    assert_eq!(world.fake.token_calls(), 0);
+}
+
 #[tokio::test]
 async fn metrics_count_stored_tokens_by_direct_status_without_logins() {
     let world = World::with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
@@ -178,4 +187,8 @@ async fn metrics_count_stored_tokens_by_direct_status_without_logins() {
     assert!(text.contains("yandex_token_direct_tokens{status=\"ok\"} 1"), "{text}");
     assert!(text.contains("yandex_token_direct_tokens{status=\"error_58\"} 1"), "{text}");
     assert!(!text.contains("alice") && !text.contains("bob"), "{text}");
+    // A scrape renders what the logins counted; it reads no token file.
+    std::fs::remove_dir_all(world.server.dir.path().join("tokens/accounts")).unwrap();
+    let text = crate::support::client::plain(metrics, hyper::Method::GET, "/metrics").await.body;
+    assert!(text.contains("yandex_token_direct_tokens{status=\"ok\"} 1"), "{text}");
 }
