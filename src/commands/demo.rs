@@ -25,6 +25,7 @@ use crate::util::secret::Secret;
 /// `demo`: a self-signed certificate made now, the stand-in provider on the
 /// same server, tokens in a fresh temporary directory.
 pub(crate) fn run_demo(config: &Config) -> Result<(), Failure> {
+    crate::util::log::detach();
     let runtime = runtime()?;
     runtime.block_on(async {
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];

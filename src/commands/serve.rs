@@ -17,6 +17,8 @@ pub(crate) fn serve(config: &Config) -> Result<(), Failure> {
     crate::util::log_bridge::install();
     // Before any thread exists: this clears the LISTEN_* variables.
     let activated = systemd::take_listeners(config.activation.as_ref()).map_err(Failure::config)?;
+    // From here on a stalled journal cannot block the runtime's thread.
+    crate::util::log::detach();
     match systemd::raise_open_files_limit() {
         Ok(limit) if (limit as usize) < config.limits.max_connections + 64 => crate::warn!(
             "the open-files limit ({limit}) is below --max-connections ({}): raise LimitNOFILE",

@@ -56,7 +56,11 @@ impl App {
         let keeper = Keeper::from_config(config)?;
         // The system's trust anchors now, not inside the first exchange,
         // where reading and parsing them would stall every connection.
-        keeper.oauth.tls().config()?;
+        // None at all is no reason not to serve: the first exchange tries
+        // again (after ca-certificates is installed) and says why it fails.
+        if let Err(err) = keeper.oauth.tls().config() {
+            crate::warn!("{err}; the first token exchange tries again");
+        }
         let certs = match &config.acme {
             Some(acme) => acme_resolver(acme)?,
             None => {

@@ -331,7 +331,9 @@ async fn stress_logins_refreshes_and_status_runs_interleaved() {
     const WORKERS: usize = 4;
     const EACH: usize = 60;
     // Logins here come faster than --exchange-rate lets strangers make them.
-    let world = World::with_flags(&["--exchange-rate", "100000"], |_| {}).await;
+    let world =
+        World::with_flags(&["--exchange-rate", "100000", "--exchange-rate-per-client", "100000"], |_| {})
+            .await;
     for login in ACCOUNTS {
         login_as(&world, login).await;
     }

@@ -137,13 +137,13 @@ async fn reload_rereads_the_client_secret() {
     assert_eq!(complete_flow(&mut client, &world.server).await.status, 200);
 }
 
-/// The system's roots are read when the first exchange needs them, not at
-/// startup, and not finding any is not remembered. The real binary starts
-/// with no `--ca-file` and `SSL_CERT_FILE` naming an empty file: the first
+/// The system's roots are read at start, and not finding any is not
+/// remembered. The real binary starts with no `--ca-file` and
+/// `SSL_CERT_FILE` naming an empty file: it says so at start, the first
 /// callback is a 502 that says why, and once the file holds the fake's CA
 /// the next flow gets its token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_system_roots_are_read_at_the_first_exchange() {
+async fn missing_system_roots_are_read_again_at_the_first_exchange() {
     use crate::support::client::Client;
     use crate::support::process::Running;
 
@@ -160,6 +160,7 @@ async fn the_system_roots_are_read_at_the_first_exchange() {
     args.drain(ca_flag..ca_flag + 2);
     let env = [("SSL_CERT_FILE", roots.to_str().unwrap()), ("SSL_CERT_DIR", no_hashed_dir.to_str().unwrap())];
     let (mut server, addr) = Running::start_with_env(&args, &env);
+    assert!(server.stderr().contains("no trust anchors"), "said at start: {}", server.stderr());
     *fake.state.callback.lock().unwrap() = Some(format!("https://localhost:{}/get_token", addr.port()));
     let mut client = Client::new(&pki.ca_der);
     let mut flow = async || {
