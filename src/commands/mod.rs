@@ -82,14 +82,16 @@ pub fn run(invocation: Invocation) -> ExitCode {
         Command::Device => return terminal::device(&config),
         Command::Revoke => return revoke::run(&config),
     };
-    crate::util::log::flush();
-    match outcome {
+    let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             crate::error!("{}", failure.error);
             ExitCode::from(failure.code)
         }
-    }
+    };
+    // Last: the server's log lines go out through a thread of its own.
+    crate::util::log::flush();
+    code
 }
 
 /// The single-threaded runtime every command runs its I/O on.

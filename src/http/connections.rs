@@ -7,13 +7,18 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use http_body_util::BodyExt;
+use hyper::body::{Bytes, Incoming};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::http::response::Body;
 use tokio::sync::Notify;
 
 /// "No time recorded" in the millisecond fields.
@@ -35,6 +40,13 @@ pub struct Activity {
     last_done: AtomicU64,
     /// Signalled to shed this connection.
     shed: Notify,
+    /// A request's body was left unread (HTTP/1.1): the socket must not be
+    /// closed with bytes still arriving, or the kernel's reset destroys the
+    /// answer before the client reads it.
+    linger: AtomicBool,
+    /// A second descriptor of the socket, taken once `linger` is set, so
+    /// the socket outlives hyper's close until the lingering read is done.
+    lingering: Mutex<Option<OwnedFd>>,
 }
 
 /// Why a connection's watchdog closed it.
@@ -55,6 +67,8 @@ impl Activity {
             head_since: AtomicU64::new(0),
             last_done: AtomicU64::new(0),
             shed: Notify::new(),
+            linger: AtomicBool::new(false),
+            lingering: Mutex::new(None),
         }
     }
 
@@ -89,6 +103,30 @@ impl Activity {
         match self.head_since.load(Ordering::Relaxed) {
             NONE => Some((self.at(self.last_done.load(Ordering::Relaxed)) + idle, Expiry::Idle)),
             since => Some((self.at(since) + header_read, Expiry::HeaderRead)),
+        }
+    }
+
+    /// A request's body was not read to its end: close by lingering.
+    pub fn request_linger(&self) {
+        self.linger.store(true, Ordering::Release);
+    }
+
+    /// The socket's second descriptor, once the connection has closed
+    /// with a body left unread: [`linger`] reads the rest, then closes it.
+    pub fn take_lingering(&self) -> Option<OwnedFd> {
+        self.lingering.lock().unwrap_or_else(|poison| poison.into_inner()).take()
+    }
+
+    /// Keeps a second descriptor of `socket` when a lingering close was
+    /// asked for and none is kept yet. Called from the stream's writes,
+    /// while the socket is surely open.
+    fn keep_for_lingering(&self, socket: &impl AsFd) {
+        if !self.linger.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut lingering = self.lingering.lock().unwrap_or_else(|poison| poison.into_inner());
+        if lingering.is_none() {
+            *lingering = socket.as_fd().try_clone_to_owned().ok();
         }
     }
 
@@ -184,9 +222,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     }
 }
 
-/// Writes pass straight through.
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+/// Writes pass straight through; the first write after a body was left
+/// unread keeps the socket for a lingering close.
+impl<S: AsyncWrite + AsFd + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.activity.keep_for_lingering(&self.inner);
         Pin::new(&mut self.inner).poll_write(cx, data)
     }
 
@@ -195,6 +235,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.activity.keep_for_lingering(&self.inner);
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
@@ -203,11 +244,107 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.activity.keep_for_lingering(&self.inner);
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// The most a lingering close (or the rest of an HTTP/2 request body)
+/// reads and discards.
+pub const LINGER_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// nginx's lingering close: the socket hyper has closed (our close_notify
+/// and FIN are sent) is read and discarded until the client closes its end,
+/// for at most `within` in all, `between` between reads and `max_bytes`,
+/// then closed, so no reset reaches the client before it reads the answer.
+pub async fn linger(socket: OwnedFd, within: Duration, between: Duration, max_bytes: usize) {
+    let socket = std::net::TcpStream::from(socket);
+    if socket.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(socket) = tokio::net::TcpStream::from_std(socket) else { return };
+    let read_all = async {
+        let mut discard = [0u8; 16 * 1024];
+        let mut seen = 0;
+        while seen < max_bytes {
+            let read = tokio::time::timeout(between, async {
+                socket.readable().await?;
+                socket.try_read(&mut discard)
+            });
+            match read.await {
+                Ok(Ok(0)) | Err(_) => return,
+                Ok(Ok(n)) => seen += n,
+                Ok(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(Err(_)) => return,
+            }
+        }
+    };
+    tokio::time::timeout(within, read_all).await.ok();
+}
+
+/// What the TLS connections send: a response body, holding on to the
+/// request's body when that was not read to its end (HTTP/2). Once the
+/// response is sent and this is dropped, the rest of the request body is
+/// read and discarded (at most `within` and [`LINGER_MAX_BYTES`], as
+/// nginx does), so the stream ends cleanly for the client; past either
+/// bound, dropping it makes h2 end the stream with `RST_STREAM(NO_ERROR)`
+/// (RFC 9113 §8.1). curl 7.88 (Debian 12) reports even `NO_ERROR` before
+/// its upload ends as an error, and loses the answer.
+#[derive(Debug)]
+pub struct Answer {
+    body: Body,
+    request_body: Option<Incoming>,
+    within: Duration,
+}
+
+impl Answer {
+    /// `body`, reading what is left of `request_body` after it is sent.
+    pub fn new(body: Body, request_body: Option<Incoming>, within: Duration) -> Answer {
+        Answer { body, request_body, within }
+    }
+}
+
+impl hyper::body::Body for Answer {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        let Some(mut request_body) = self.request_body.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let within = self.within;
+        runtime.spawn(async move {
+            let discard = async {
+                let mut seen = 0;
+                while let Some(Ok(frame)) = request_body.frame().await {
+                    seen += frame.data_ref().map_or(0, Bytes::len);
+                    if seen > LINGER_MAX_BYTES {
+                        return;
+                    }
+                }
+            };
+            tokio::time::timeout(within, discard).await.ok();
+        });
     }
 }
 

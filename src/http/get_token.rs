@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -33,7 +33,7 @@ const MAX_STATE: usize = 1024;
 const MAX_FORM: usize = 8 * 1024;
 
 /// Dispatches on the query: start, callback or refusal.
-pub async fn handle(request: &Request<Incoming>, app: &App) -> Result<Response<Body>, AppError> {
+pub async fn handle<B>(request: &Request<B>, app: &App) -> Result<Response<Body>, AppError> {
     let query = request.uri().query().unwrap_or("");
     let [code, state, error, error_description] =
         pick_params(query, ["code", "state", "error", "error_description"])
@@ -129,7 +129,7 @@ fn add_cookies(response: &mut Response<Body>, set_cookies: Vec<Vec<u8>>) {
 }
 
 /// Starts a callback flow: a redirect to the provider's authorize page.
-fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
+fn start<B>(app: &App, request: &Request<B>) -> Response<Body> {
     let begun = begin(app, request.headers());
     let mut response = response::response(StatusCode::FOUND, Body::default(), 1 + begun.set_cookies.len());
     response.headers_mut().insert(
@@ -143,7 +143,7 @@ fn start(app: &App, request: &Request<Incoming>) -> Response<Body> {
 /// Starts a pasted-code flow: a page with the link to the authorize page
 /// and the form the code goes into, or for a client that asks for JSON
 /// `{"authorize_url", "state"}` to post back itself.
-fn paste_page(app: &App, request: &Request<Incoming>) -> Response<Body> {
+fn paste_page<B>(app: &App, request: &Request<B>) -> Response<Body> {
     let begun = begin(app, request.headers());
     let authorize_url = String::from_utf8(begun.authorize_url).expect("the authorize URL is ASCII");
     let mut response = if accept::wants_json(request.headers()) {
@@ -165,32 +165,28 @@ fn paste_page(app: &App, request: &Request<Incoming>) -> Response<Body> {
 /// `POST /get_token` in `paste` mode: the form with the pasted `code` and
 /// the flow's `state`. Refused before anything is read when it comes from
 /// another site or is not a small form; then handled exactly as a callback.
-pub async fn submit(request: Request<Incoming>, app: &App) -> Result<Response<Body>, AppError> {
-    let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
+pub async fn submit(
+    request: &Request<()>,
+    body: &mut Incoming,
+    app: &App,
+) -> Result<Response<Body>, AppError> {
+    let declared = request
+        .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > MAX_FORM as u64) {
         return Err(AppError::PayloadTooLarge(MAX_FORM));
     }
-    // The body is read before any answer, so every answer reaches an
-    // HTTP/2 client that is still sending; its time is the header's.
-    let form = tokio::time::timeout(app.limits.header_read_timeout, Limited::new(body, MAX_FORM).collect())
+    // The body is read before any answer; its time is the header's. What
+    // is left of a body over the cap, the connection deals with.
+    let form = tokio::time::timeout(app.limits.header_read_timeout, read_capped(body, MAX_FORM))
         .await
-        .map_err(|_| AppError::RequestTimeout)?
-        .map_err(|err| {
-            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                AppError::PayloadTooLarge(MAX_FORM)
-            } else {
-                AppError::BadRequest("the form body could not be read".into())
-            }
-        })?
-        .to_bytes();
-    check_same_origin(&parts.headers, parts.uri.authority().map(hyper::http::uri::Authority::as_str))?;
+        .map_err(|_| AppError::RequestTimeout)??;
+    let parts = request;
+    check_same_origin(parts.headers(), parts.uri().authority().map(hyper::http::uri::Authority::as_str))?;
     let media_type = parts
-        .headers
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .map(|value| value.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
@@ -206,12 +202,27 @@ pub async fn submit(request: Request<Incoming>, app: &App) -> Result<Response<Bo
         return Err(AppError::BadState("state is longer than 1024 characters"));
     }
     let code = code.ok_or_else(|| AppError::BadRequest("the form has no code".into()))?;
-    let client = parts.extensions.get::<ClientAddr>().map(|addr| addr.0);
-    Box::pin(finish(app, &parts.headers, client, &code, &state)).await
+    Box::pin(finish(app, parts.headers(), client_addr(parts), &code, &state)).await
+}
+
+/// Reads a body of at most `cap` bytes, leaving the rest unread when it is
+/// larger (413).
+async fn read_capped(body: &mut Incoming, cap: usize) -> Result<Vec<u8>, AppError> {
+    let mut read = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| AppError::BadRequest("the form body could not be read".into()))?;
+        if let Some(data) = frame.data_ref() {
+            if read.len() + data.len() > cap {
+                return Err(AppError::PayloadTooLarge(cap));
+            }
+            read.extend_from_slice(data);
+        }
+    }
+    Ok(read)
 }
 
 /// The address the request came from, when the connection knows it.
-fn client_addr(request: &Request<Incoming>) -> Option<std::net::IpAddr> {
+fn client_addr<B>(request: &Request<B>) -> Option<std::net::IpAddr> {
     request.extensions().get::<ClientAddr>().map(|addr| addr.0)
 }
 

@@ -35,13 +35,11 @@ pub fn metrics(request: &Request<Incoming>, app: &App) -> Response<Body> {
     without_body_for_head(request.method(), response)
 }
 
-/// A body a request may carry where none is read, drained before the
-/// answer so the answer reaches an HTTP/2 client that is still sending
-/// (curl reports a stream reset otherwise; nginx drains likewise).
-const DRAIN_CAP: usize = 64 * 1024;
-
-/// Answers one request on the TLS listener and logs it.
-pub async fn route(mut request: Request<Incoming>, app: &App) -> Response<Body> {
+/// Answers one request on the TLS listener and logs it. Also returns the
+/// request's body when it was not read to its end (a body where none is
+/// taken, a form over its cap): the connection then ends it so that the
+/// client still reads the answer (see `http::server`).
+pub async fn route(request: Request<Incoming>, app: &App) -> (Response<Body>, Option<Incoming>) {
     let started = Instant::now();
     let method = request.method().clone();
     // For the log line: hyper's URI shares the request's bytes, so this
@@ -56,27 +54,57 @@ pub async fn route(mut request: Request<Incoming>, app: &App) -> Response<Body> 
     // a browser, JSON for everyone else.
     let page = accept::wants_html(request.headers());
     let paste = app.flow == Flow::Paste;
-    let reads_body = (paste && method == Method::POST && uri.path() == "/get_token")
-        || (app.demo.is_some() && uri.path().starts_with(demo::PREFIX));
-    if !reads_body {
-        drain(&mut request, app.limits.header_read_timeout).await;
-    }
+    let (parts, mut body) = request.into_parts();
+    let mut unread = None;
     let result = match (&method, uri.path()) {
         _ if hostless => Err(AppError::BadRequest("HTTP/1.1 requires a Host header".into())),
         _ if app.certs.pending() => Err(AppError::CertificatePending),
-        (&Method::GET | &Method::HEAD, "/get_token") => get_token::handle(&request, app).await,
-        (&Method::POST, "/get_token") if paste => get_token::submit(request, app).await,
+        (_, path) if path.starts_with(demo::PREFIX) && app.demo.is_some() => {
+            let provider = app.demo.as_ref().expect("checked above");
+            // Boxed for the same reason as the exchange (get_token::handle).
+            let result = Box::pin(provider.handle(Request::from_parts(parts, body))).await;
+            return (finish(result, app, page, &method, &uri, started), None);
+        }
+        _ => {
+            let request = Request::from_parts(parts, ());
+            let result = handle(&request, &mut body, app, paste).await;
+            if !hyper::body::Body::is_end_stream(&body) {
+                unread = Some(body);
+            }
+            result
+        }
+    };
+    (finish(result, app, page, &method, &uri, started), unread)
+}
+
+/// The routes of the TLS listener, by method and path.
+async fn handle(
+    request: &Request<()>,
+    body: &mut Incoming,
+    app: &App,
+    paste: bool,
+) -> Result<Response<Body>, AppError> {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/get_token") => get_token::handle(request, app).await,
+        (&Method::POST, "/get_token") if paste => get_token::submit(request, body, app).await,
         (_, "/get_token") if paste => Err(AppError::MethodNotAllowed("GET, HEAD, POST")),
         (_, "/get_token") => Err(AppError::MethodNotAllowed("GET, HEAD")),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(text_response(StatusCode::OK, "ok\n")),
         (_, "/healthz") => Err(AppError::MethodNotAllowed("GET, HEAD")),
-        (_, path) if path.starts_with(demo::PREFIX) => match &app.demo {
-            // Boxed for the same reason as the exchange (get_token::handle).
-            Some(provider) => Box::pin(provider.handle(request)).await,
-            None => Err(AppError::NotFound),
-        },
         _ => Err(AppError::NotFound),
-    };
+    }
+}
+
+/// Turns a handler's outcome into the response: errors as a page or JSON,
+/// the headers every TLS response carries, the access log line, HEAD.
+fn finish(
+    result: Result<Response<Body>, AppError>,
+    app: &App,
+    page: bool,
+    method: &Method,
+    uri: &hyper::Uri,
+    started: Instant,
+) -> Response<Body> {
     let (mut response, error) = match result {
         Ok(response) => (response, None),
         Err(err) => {
@@ -107,28 +135,8 @@ pub async fn route(mut request: Request<Incoming>, app: &App) -> Response<Body> 
             .entry(header::CONTENT_SECURITY_POLICY)
             .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
     }
-    log_access(&method, uri.path(), response.status(), started, error);
-    without_body_for_head(&method, response)
-}
-
-/// Reads and drops what a request sends where no body is read, up to
-/// [`DRAIN_CAP`] and `limit`; past either, hyper resets the stream as before.
-async fn drain(request: &mut Request<Incoming>, limit: std::time::Duration) {
-    use http_body_util::BodyExt;
-    let body = request.body_mut();
-    if hyper::body::Body::is_end_stream(body) {
-        return;
-    }
-    let drained = async {
-        let mut seen = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, Bytes::len);
-            if seen > DRAIN_CAP {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(limit, drained).await.ok();
+    log_access(method, uri.path(), response.status(), started, error);
+    without_body_for_head(method, response)
 }
 
 /// RFC 9110 §9.3.2: HEAD gets GET's status and header fields, no content.

@@ -28,7 +28,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::http::app::App;
-use crate::http::connections::{Activity, Tracked, Tracker};
+use crate::http::connections::{Activity, Answer, LINGER_MAX_BYTES, Tracked, Tracker, linger};
 use crate::http::error::AppError;
 use crate::http::response::Body;
 use crate::http::router;
@@ -246,6 +246,12 @@ async fn serve(
             } else {
                 let connection = watcher.watch(shared.http1.serve_connection(io, service));
                 watchdog(Box::pin(connection), &activity, limits).await;
+                // hyper has closed (close_notify, FIN); bytes of a body it
+                // left unread may still be arriving.
+                if let Some(socket) = activity.take_lingering() {
+                    let between = LINGER_BETWEEN_READS.min(limits.header_read_timeout);
+                    linger(socket, limits.header_read_timeout, between, LINGER_MAX_BYTES).await;
+                }
             }
         }
         Role::Redirect(https_port) => {
@@ -293,9 +299,9 @@ fn app_service(
     peer: IpAddr,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = Response<Body>,
+    Response = Response<Answer>,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    Future = impl Future<Output = Result<Response<Answer>, Infallible>> + Send + 'static,
 > + Clone
 + Send
 + 'static {
@@ -303,13 +309,32 @@ fn app_service(
         let guard = activity.request_started();
         let app = app.clone();
         request.extensions_mut().insert(ClientAddr(peer));
+        let version = request.version();
+        let activity = activity.clone();
         async move {
-            let response = router::route(request, &app).await;
+            let (response, unread) = router::route(request, &app).await;
+            // A body left unread: HTTP/2 ends the stream after the answer
+            // (the response body holds it until then); HTTP/1.1 closes by
+            // lingering (`connections::linger`).
+            let keep = match unread {
+                Some(body) if version == hyper::Version::HTTP_2 => Some(body),
+                Some(_) => {
+                    activity.request_linger();
+                    None
+                }
+                None => None,
+            };
             drop(guard);
-            Ok(response)
+            let within = app.limits.header_read_timeout;
+            Ok(response.map(|body| Answer::new(body, keep, within)))
         }
     })
 }
+
+/// A lingering close waits at most this long for each read (nginx's
+/// `lingering_timeout`); the whole of it lasts at most the header-read
+/// timeout (its `lingering_time`).
+const LINGER_BETWEEN_READS: Duration = Duration::from_secs(5);
 
 /// The address a request came from, as the kernel saw the connection: a
 /// request extension, for the per-client exchange budget.

@@ -53,6 +53,13 @@ pub struct TlsStream<S> {
     failed: bool,
 }
 
+/// The socket under the TLS, for a lingering close (`http::connections`).
+impl<S: std::os::fd::AsFd> std::os::fd::AsFd for TlsStream<S> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
 /// What to encrypt once rustls allows application data.
 #[derive(Clone, Copy)]
 enum Outbound<'a> {

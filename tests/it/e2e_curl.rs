@@ -241,3 +241,54 @@ async fn the_demos_login_and_device_lines_work_against_it() {
     assert!(token_dir.join("accounts/demo-user.json").exists());
     assert!(demo.terminate().success());
 }
+
+/// Every client sees its answer, whatever its body's size: the real curl,
+/// over HTTP/2 and HTTP/1.1, POSTs 20 kB to 2 MB where no such body is
+/// taken (the paste form's 8 KiB cap: 413; a route without POST: 405).
+/// Without lingering (HTTP/1.1) or a clean end of the stream (HTTP/2) the
+/// client's send fails or the stream is reset before it reads the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_sees_every_answer_to_an_oversized_post() {
+    let paste = crate::support::World::with_flags(&["--flow", "paste"], |_| {}).await;
+    let callback = crate::support::World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for size in [20_000, 64 * 1024 + 1, 200_000, 1_000_000, 2_000_000] {
+        let body = dir.path().join(format!("body-{size}"));
+        std::fs::write(&body, "x".repeat(size)).unwrap();
+        for protocol in ["--http2", "--http1.1"] {
+            for (world, path, expected) in [
+                (&paste, "/get_token", "413"),
+                (&paste, "/healthz", "405"),
+                (&callback, "/get_token", "405"),
+                (&callback, "/healthz", "405"),
+            ] {
+                let url = format!("https://localhost:{}{path}", world.server.addr.port());
+                let mut command = Command::new("curl");
+                command
+                    .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", protocol])
+                    .args(["-H", "Expect:", "-H", "Content-Type: application/x-www-form-urlencoded"])
+                    .arg("--cacert")
+                    .arg(&world.pki.ca_pem)
+                    .arg("--data-binary")
+                    .arg(format!("@{}", body.display()))
+                    .arg(&url);
+                runs.push((size, protocol, path, expected, command));
+            }
+        }
+    }
+    assert_eq!(runs.len(), 40);
+    let mut failures = Vec::new();
+    for (size, protocol, path, expected, mut command) in runs {
+        let output =
+            tokio::task::spawn_blocking(move || command.output().expect("curl is installed")).await.unwrap();
+        let seen = String::from_utf8_lossy(&output.stdout).into_owned();
+        if seen != expected {
+            failures.push(format!(
+                "{protocol} POST {path} with {size} bytes: saw {seen:?}, wanted {expected} ({})",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} of 40 answers not seen:\n{}", failures.len(), failures.join("\n"));
+}

@@ -277,3 +277,70 @@ async fn one_address_exhausts_its_budget_while_another_completes_a_flow() {
     assert_eq!(crate::support::complete_flow(&mut neighbour, &world.server).await.status, 200);
     assert_eq!(world.fake.token_calls(), calls + 1);
 }
+
+/// What is left of an unread body is read for a bounded time only: a
+/// sender that never stops cannot hold the connection (HTTP/1.1: the
+/// lingering close ends) or the stream (HTTP/2: it is reset with NO_ERROR)
+/// past the header-read timeout, after it got its answer.
+#[tokio::test]
+async fn an_endless_body_is_cut_off_after_its_answer() {
+    let world = World::with(|c| c.limits.header_read_timeout = Duration::from_secs(1)).await;
+    let chunk = vec![b'x'; 8 * 1024];
+
+    let mut tls = world.tls(&[b"http/1.1"]).await;
+    let head = format!(
+        "POST /healthz HTTP/1.1\r\nHost: localhost:{}\r\nContent-Length: 100000000\r\n\r\n",
+        world.server.addr.port()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&chunk).await.unwrap();
+    let mut answer = [0u8; 12];
+    tls.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 405");
+    let started = std::time::Instant::now();
+    let (mut read, mut write) = tokio::io::split(tls);
+    let sender = tokio::spawn(async move {
+        loop {
+            if write.write_all(&[b'x'; 1024]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    // The rest of the answer and close_notify come at once; the socket
+    // stays open (lingering) while the client sends, for a second.
+    assert!(closed_within(&mut read, WAIT).await, "no close_notify");
+    tokio::time::timeout(WAIT, sender).await.expect("the lingering close never ended").unwrap();
+    let held = started.elapsed();
+    assert!(held >= Duration::from_millis(900) && held < Duration::from_secs(5), "lingered {held:?}");
+
+    let tls = world.tls(&[b"h2"]).await;
+    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    let mut ready = send.ready().await.unwrap();
+    let request = hyper::Request::post(format!("https://localhost:{}/healthz", world.server.addr.port()))
+        .body(())
+        .unwrap();
+    let (response, mut stream) = ready.send_request(request, false).unwrap();
+    stream.send_data(hyper::body::Bytes::from(chunk), false).unwrap();
+    assert_eq!(response.await.unwrap().status(), 405);
+    let started = std::time::Instant::now();
+    let keep_sending = async {
+        loop {
+            stream.reserve_capacity(1024);
+            if stream.send_data(hyper::body::Bytes::from_static(&[b'x'; 1024]), false).is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, keep_sending).await.expect("the stream was held open");
+    // The stream is reset with NO_ERROR, or, when the header-read watchdog
+    // counts the DATA as the start of a head that never comes, the whole
+    // connection is closed: either way, within the bound.
+    if let Ok(reset) = std::future::poll_fn(|cx| stream.poll_reset(cx)).await {
+        assert_eq!(reset, h2::Reason::NO_ERROR);
+    }
+    let held = started.elapsed();
+    assert!(held >= Duration::from_millis(900) && held < Duration::from_secs(5), "read on for {held:?}");
+}

@@ -386,8 +386,7 @@ async fn in_chromium_the_page_posts_and_another_origin_is_refused() {
     let (evil_addr, evil_task) = other_origin(evil).await;
     browser.open(&format!("http://{evil_addr}/")).await;
     browser.click(&browser.find("#go").await).await;
-    let text = browser.text().await;
-    assert!(text.contains("may only be posted from this server's own page"), "{text}");
+    browser.text_with("may only be posted from this server's own page").await;
     assert_eq!(world.fake.token_calls(), 0, "a cross-origin post reached Yandex");
     evil_task.abort();
 
@@ -396,8 +395,7 @@ async fn in_chromium_the_page_posts_and_another_origin_is_refused() {
     let (_, code) = code_for_browser_page(&world, &browser).await;
     browser.type_into(&browser.find("#code").await, &code).await;
     browser.click(&browser.find("button[type=submit]").await).await;
-    let text = browser.text().await;
-    assert!(text.contains("Token stored"), "{text}");
+    browser.text_with("Token stored").await;
     assert_eq!(world.fake.token_calls(), 1);
     let stored = std::fs::read_to_string(world.server.token_file()).unwrap();
     assert!(stored.contains(world.fake.state.issued_tokens.lock().unwrap()[0].as_str()));

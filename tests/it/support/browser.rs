@@ -100,14 +100,24 @@ impl Browser {
         self.command("POST", &format!("element/{element}/click"), json!({})).await;
     }
 
-    /// The visible text of the page.
-    pub async fn text(&self) -> String {
-        let body = self.find("body").await;
-        self.command("GET", &format!("element/{body}/text"), Value::Null)
-            .await
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
+    /// Waits (up to 10 s, looking every 50 ms) until the page's visible
+    /// text contains `needle`; returns the text. A click that submits a
+    /// form returns before the next page is there.
+    pub async fn text_with(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut text = String::new();
+        let path = format!("/session/{}/execute/sync", self.session);
+        while std::time::Instant::now() < deadline {
+            let script = json!({"script": "return document.body ? document.body.innerText : ''", "args": []});
+            if let Ok(value) = self.try_call("POST", &path, Some(script)).await {
+                text = value.as_str().unwrap_or("").to_owned();
+                if text.contains(needle) {
+                    return text;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the page never said {needle:?}; it says: {text}");
     }
 
     async fn command(&self, method: &str, path: &str, body: Value) -> Value {
@@ -116,6 +126,10 @@ impl Browser {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body).await.unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    async fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let tcp = tokio::net::TcpStream::connect(self.addr).await.expect("chromedriver listens");
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
@@ -132,8 +146,10 @@ impl Browser {
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        assert!(status.is_success(), "WebDriver {method} {path}: {status} {answer}");
-        answer["value"].clone()
+        if !status.is_success() {
+            return Err(format!("WebDriver {method} {path}: {status} {answer}"));
+        }
+        Ok(answer["value"].clone())
     }
 }
 
