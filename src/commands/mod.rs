@@ -10,6 +10,7 @@
 pub mod check;
 pub mod demo;
 pub mod revoke;
+mod rows;
 pub mod serve;
 pub mod status;
 pub mod terminal;

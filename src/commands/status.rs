@@ -7,9 +7,8 @@
 
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
-
 use crate::commands::EXIT_CONFIG;
+use crate::commands::rows::{AccountRow, print};
 use crate::commands::tokens::{Target, stored_tokens};
 use crate::config::Config;
 use crate::keeper::token_store;
@@ -19,13 +18,6 @@ use crate::util::time::now_unix;
 
 /// Tokens expiring within this many days are a warning.
 const EXPIRY_WARNING_DAYS: i64 = 30;
-
-/// One account's line.
-struct Row {
-    login: String,
-    check: DirectCheck,
-    days_left: Option<i64>,
-}
 
 /// Runs `status`.
 pub fn run(config: &Config) -> ExitCode {
@@ -76,19 +68,19 @@ pub fn run(config: &Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rows: Vec<Row> = targets
+    let rows: Vec<AccountRow> = targets
         .into_iter()
         .map(|target| {
             let check = check_one(&store, &direct, &runtime, &target);
-            Row { login: target.label, check, days_left: target.doc.days_left(now_unix()) }
+            AccountRow::new(target.label, &target.doc, Some(check), now_unix())
         })
         .collect();
-    print(config.json, &rows);
+    print(&rows, config.json, false);
     let mut all_usable = skipped == 0;
     for row in &rows {
-        if !row.check.usable() {
+        if let Some(check) = row.check.as_ref().filter(|check| !check.usable()) {
             all_usable = false;
-            crate::warn!("{}: {}", row.login, row.check.advice());
+            crate::warn!("{}: {}", row.login, check.advice());
         }
         if let Some(days) = row.days_left.filter(|days| *days <= EXPIRY_WARNING_DAYS) {
             crate::warn!(
@@ -123,33 +115,4 @@ fn check_one(
         }
     }
     check
-}
-
-fn print(as_json: bool, rows: &[Row]) {
-    if as_json {
-        let rows: Vec<Value> = rows
-            .iter()
-            .map(|row| {
-                json!({
-                    "login": row.login,
-                    "client_login": row.check.client_login(),
-                    "days_left": row.days_left,
-                    "direct": row.check.status(),
-                    "usable": row.check.usable(),
-                    "advice": row.check.advice(),
-                })
-            })
-            .collect();
-        println!("{}", Value::Array(rows));
-        return;
-    }
-    for row in rows {
-        let days = row.days_left.map_or_else(|| "unknown".to_owned(), |days| days.to_string());
-        println!(
-            "{}\tclient {}\t{days} days left\tdirect {}",
-            row.login,
-            row.check.client_login().unwrap_or("-"),
-            row.check.status()
-        );
-    }
 }

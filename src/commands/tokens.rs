@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::rows::{self, AccountRow};
 use super::{Failure, runtime};
 use crate::config::Config;
 use crate::keeper::{Keeper, token_store};
 use crate::oauth::OAuthError;
 use crate::store::{Issued, TokenDoc, TokenStore, load_file};
 use crate::util::error::StartupError;
-use crate::util::time::{date, now_unix};
+use crate::util::time::now_unix;
 
 /// `show [--login L]`: the stored access token alone on stdout; exit 1
 /// when there is none.
@@ -129,40 +130,18 @@ pub fn list(config: &Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let now = now_unix();
-    if config.json {
-        let json: Vec<serde_json::Value> = targets
-            .iter()
-            .map(|Target { label, doc, .. }| {
-                let direct = doc.direct_check();
-                serde_json::json!({
-                    "login": label,
-                    "client_login": direct.as_ref().and_then(|check| check.client_login()),
-                    "obtained_at": doc.obtained_at,
-                    "expires_at": doc.expires_at(),
-                    "days_left": doc.days_left(now),
-                    "direct": direct.as_ref().map_or_else(|| "unchecked".to_owned(), |check| check.status()),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(json));
-    } else {
-        if targets.is_empty() {
-            crate::info!("no tokens stored in {} yet", store.dir().display());
-        }
-        for Target { label, doc, .. } in targets {
-            let show = |t: Option<u64>| t.map_or_else(|| "unknown".to_owned(), date);
-            let days = doc.days_left(now).map_or_else(|| "unknown".to_owned(), |d| d.to_string());
-            let direct = doc.direct_check();
-            let client = direct.as_ref().and_then(|check| check.client_login()).unwrap_or("-");
-            let status = direct.as_ref().map_or_else(|| "unchecked".to_owned(), |check| check.status());
-            println!(
-                "{label}\tclient {client}\tobtained {}\texpires {}\t{days} days left\tdirect {status}",
-                show(doc.obtained_at),
-                show(doc.expires_at())
-            );
-        }
+    if targets.is_empty() && !config.json {
+        crate::info!("no tokens stored in {} yet", store.dir().display());
     }
+    let now = now_unix();
+    let rows: Vec<AccountRow> = targets
+        .into_iter()
+        .map(|Target { label, doc, .. }| {
+            let check = doc.direct_check();
+            AccountRow::new(label, &doc, check, now)
+        })
+        .collect();
+    rows::print(&rows, config.json, true);
     ExitCode::SUCCESS
 }
 

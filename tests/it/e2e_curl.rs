@@ -19,15 +19,29 @@ async fn curl_as_a_user(jar: &Path, ca: &Path, url: &str, extra: &[&str]) -> std
     tokio::task::spawn_blocking(move || command.output().expect("curl is installed")).await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn curl_gets_a_token_through_the_whole_flow() {
+/// The real binary serving, pointed at a fake Yandex that calls it back.
+struct Deployed {
+    pki: TestPki,
+    fake: FakeOAuth,
+    dir: tempfile::TempDir,
+    server: Running,
+    addr: std::net::SocketAddr,
+}
+
+async fn deploy() -> Deployed {
     let pki = TestPki::new();
     let fake = FakeOAuth::start(&pki).await;
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec!["serve".to_owned(), "--listen".into(), "127.0.0.1:0".into()];
     args.extend(flags_for(&pki, &fake.url(), &fake.state.secret, dir.path()));
-    let (mut server, addr) = Running::start(&args);
+    let (server, addr) = Running::start(&args);
     *fake.state.callback.lock().unwrap() = Some(format!("https://localhost:{}/get_token", addr.port()));
+    Deployed { pki, fake, dir, server, addr }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_gets_a_token_through_the_whole_flow() {
+    let Deployed { pki, fake, dir, mut server, addr } = deploy().await;
 
     let jar = dir.path().join("cookies.txt");
     let url = format!("https://localhost:{}/get_token", addr.port());
@@ -70,13 +84,7 @@ async fn curl_gets_a_token_through_the_whole_flow() {
 /// says what was stored, for whom, with nobody left to read the answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_curl_that_gives_up_mid_exchange_still_gets_its_token_stored() {
-    let pki = TestPki::new();
-    let fake = FakeOAuth::start(&pki).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = vec!["serve".to_owned(), "--listen".into(), "127.0.0.1:0".into()];
-    args.extend(flags_for(&pki, &fake.url(), &fake.state.secret, dir.path()));
-    let (mut server, addr) = Running::start(&args);
-    *fake.state.callback.lock().unwrap() = Some(format!("https://localhost:{}/get_token", addr.port()));
+    let Deployed { pki, fake, dir, mut server, addr } = deploy().await;
     fake.set_mode(Mode::Slow(std::time::Duration::from_millis(2500)));
 
     let jar = dir.path().join("cookies.txt");
