@@ -14,7 +14,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use yandex_token::oauth::{ClientLimits, OAuthClient};
+use yandex_token::oauth::OAuthClient;
+use yandex_token::tls::https::ClientLimits;
 use yandex_token::util::endpoint::Endpoint;
 use yandex_token::util::secret::Secret;
 

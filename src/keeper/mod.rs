@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{Config, Limits};
+use crate::oauth::OAuthClient;
 use crate::oauth::direct::DirectClient;
-use crate::oauth::{ClientLimits, OAuthClient};
 use crate::store::TokenStore;
 use crate::tls;
+use crate::tls::https::ClientLimits;
 use crate::util::error::StartupError;
 use crate::util::metrics::Metrics;
 use crate::util::secret::Secret;

@@ -14,8 +14,8 @@ use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 use tokio_rustls::TlsConnector;
 
-use crate::oauth::{ClientLimits, OAuthError, https_request, with_timeout};
 use crate::tls::ClientTls;
+use crate::tls::https::{ClientLimits, HttpsError, https_request, with_timeout};
 use crate::util::encoding::printable;
 use crate::util::endpoint::Endpoint;
 
@@ -99,12 +99,12 @@ impl DirectClient {
     }
 }
 
-/// The Direct API's failure, without Yandex OAuth's name on it.
-fn describe(err: &OAuthError) -> String {
+/// The HTTPS client's failure, as the Direct API's.
+fn describe(err: &HttpsError) -> String {
     match err {
-        OAuthError::Timeout(phase) => format!("the Direct API did not answer in time ({phase})"),
-        OAuthError::Unreachable(why) => format!("the Direct API is unreachable: {why}"),
-        other => format!("the Direct API answered badly: {other}"),
+        HttpsError::Timeout(phase) => format!("the Direct API did not answer in time ({phase})"),
+        HttpsError::Unreachable(why) => format!("the Direct API is unreachable: {why}"),
+        HttpsError::TooLarge(max) => format!("the Direct API answered with more than {max} bytes"),
     }
 }
 

@@ -13,16 +13,15 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::tls::ClientTls;
+use crate::tls::https::{ClientLimits, HttpsError, https_request, with_timeout};
 use crate::util::encoding::{UrlSafe32, form_encode, percent_encode, printable};
 use crate::util::endpoint::Endpoint;
 use crate::util::secret::Secret;
@@ -202,15 +201,14 @@ impl fmt::Display for OAuthError {
 
 impl std::error::Error for OAuthError {}
 
-/// Timeouts and caps for talking to the token endpoint.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientLimits {
-    /// Time for DNS and the TCP connect.
-    pub connect_timeout: Duration,
-    /// Time for the whole exchange.
-    pub total_timeout: Duration,
-    /// Largest response body read.
-    pub max_body: usize,
+impl From<HttpsError> for OAuthError {
+    fn from(err: HttpsError) -> OAuthError {
+        match err {
+            HttpsError::Timeout(phase) => OAuthError::Timeout(phase),
+            HttpsError::Unreachable(why) => OAuthError::Unreachable(why),
+            HttpsError::TooLarge(max) => OAuthError::BadResponse(format!("body larger than {max} bytes")),
+        }
+    }
 }
 
 /// The app's side of OAuth: its credentials and the provider's endpoints.
@@ -466,64 +464,6 @@ impl OAuthClient {
     }
 }
 
-/// One HTTPS request on a fresh connection: TCP (connect timeout), TLS,
-/// HTTP/1.1, the answer's body read up to the cap. The request's target
-/// is sent as given; `Host`, `Accept` (unless set) and `User-Agent` are
-/// added. The token endpoint and the ACME server both go through here.
-pub async fn https_request(
-    connector: &TlsConnector,
-    limits: &ClientLimits,
-    endpoint: &Endpoint,
-    mut request: Request<Full<Bytes>>,
-) -> Result<(hyper::http::response::Parts, Bytes), OAuthError> {
-    let headers = request.headers_mut();
-    headers
-        .insert(HOST, endpoint.authority().parse().map_err(|_| OAuthError::Unreachable("bad host".into()))?);
-    if !headers.contains_key(ACCEPT) {
-        headers.insert(ACCEPT, hyper::header::HeaderValue::from_static("application/json"));
-    }
-    headers.insert(
-        USER_AGENT,
-        hyper::header::HeaderValue::from_static(concat!("yandex-token/", env!("CARGO_PKG_VERSION"))),
-    );
-    let tcp = with_timeout(
-        limits.connect_timeout,
-        "connect",
-        TcpStream::connect((endpoint.host(), endpoint.port())),
-    )
-    .await?
-    .map_err(|err| OAuthError::Unreachable(format!("connect to {}: {err}", endpoint.authority())))?;
-    tcp.set_nodelay(true).ok();
-    let tls = connector
-        .connect(endpoint.server_name(), tcp)
-        .await
-        .map_err(|err| OAuthError::Unreachable(format!("TLS with {}: {err}", endpoint.authority())))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|err| OAuthError::Unreachable(format!("HTTP with {}: {err}", endpoint.authority())))?;
-    // The connection is driven by its own task and torn down with this
-    // future, whichever way it ends (a timeout included).
-    let _connection = AbortOnDrop(tokio::spawn(async move {
-        connection.await.ok();
-    }));
-    let response = sender.send_request(request).await.map_err(|err| {
-        OAuthError::Unreachable(format!("request to {} failed: {err}", endpoint.authority()))
-    })?;
-    let (parts, body) = response.into_parts();
-    let body = Limited::new(body, limits.max_body)
-        .collect()
-        .await
-        .map_err(|err| {
-            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                OAuthError::BadResponse(format!("body larger than {} bytes", limits.max_body))
-            } else {
-                OAuthError::Unreachable(format!("reading the answer failed: {err}"))
-            }
-        })?
-        .to_bytes();
-    Ok((parts, body))
-}
-
 /// What `device/code` answers: the code to poll with (secret), the one the
 /// user types, where they type it, and the timing.
 #[derive(Debug)]
@@ -613,24 +553,6 @@ fn classify_json(status: StatusCode, body: &[u8]) -> Result<Value, OAuthError> {
             description: json.get("error_description").and_then(Value::as_str).map(|d| printable(d, 512)),
         }),
         _ => Err(OAuthError::BadResponse(format!("unexpected HTTP {}", status.as_u16()))),
-    }
-}
-
-/// Runs `future` for at most `limit`, naming the phase on timeout.
-pub async fn with_timeout<T>(
-    limit: Duration,
-    phase: &'static str,
-    future: impl Future<Output = T>,
-) -> Result<T, OAuthError> {
-    tokio::time::timeout(limit, future).await.map_err(|_| OAuthError::Timeout(phase))
-}
-
-/// Aborts a spawned task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

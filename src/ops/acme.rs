@@ -12,7 +12,7 @@
 //! is in place; failures are retried with exponential back-off.
 //!
 //! The protocol is `instant-acme`'s; its HTTP goes through our own client
-//! ([`crate::oauth::https_request`]), its signatures through ring.
+//! ([`crate::tls::https::https_request`]), its signatures through ring.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -36,9 +36,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{AcmeChallenge, AcmeSettings, Limits};
 use crate::http::app::App;
-use crate::oauth::{ClientLimits, OAuthError, https_request, with_timeout};
 use crate::store::{create_private_dir, is_interrupted_write, save_atomic};
 use crate::tls::challenge;
+use crate::tls::https::{ClientLimits, HttpsError, https_request, with_timeout};
 use crate::tls::{self, CertResolver};
 use crate::util::endpoint::Endpoint;
 use crate::util::error::StartupError;
@@ -510,7 +510,7 @@ impl HttpClient for AcmeHttp {
                 uri.authority().map_or("", |a| a.as_str()),
                 uri.path()
             ))
-            .map_err(|why| other(OAuthError::Unreachable(format!("ACME URL {uri} {why}"))))?;
+            .map_err(|why| other(HttpsError::Unreachable(format!("ACME URL {uri} {why}"))))?;
             parts.uri = uri
                 .path_and_query()
                 .map_or("/", |pq| pq.as_str())
@@ -519,7 +519,7 @@ impl HttpClient for AcmeHttp {
             let body = body
                 .collect()
                 .await
-                .map_err(|err| other(OAuthError::Unreachable(err.to_string())))?
+                .map_err(|err| other(HttpsError::Unreachable(err.to_string())))?
                 .to_bytes();
             let request = Request::from_parts(parts, Full::new(body));
             let (parts, body) = with_timeout(
@@ -535,16 +535,12 @@ impl HttpClient for AcmeHttp {
     }
 }
 
-/// Our client's error, told as the ACME server's (its `Display` names
-/// Yandex, which would mislead here).
-fn other(err: OAuthError) -> instant_acme::Error {
+/// The HTTPS client's error, told as the ACME server's.
+fn other(err: HttpsError) -> instant_acme::Error {
     let text = match err {
-        OAuthError::Timeout(phase) => format!("the ACME server did not answer in time ({phase})"),
-        OAuthError::Unreachable(why) => format!("the ACME server is unreachable: {why}"),
-        OAuthError::BadResponse(why)
-        | OAuthError::NotAToken(why)
-        | OAuthError::Rejected { error: why, .. }
-        | OAuthError::CredentialsRefused { error: why } => format!("the ACME server answered badly: {why}"),
+        HttpsError::Timeout(phase) => format!("the ACME server did not answer in time ({phase})"),
+        HttpsError::Unreachable(why) => format!("the ACME server is unreachable: {why}"),
+        HttpsError::TooLarge(max) => format!("the ACME server answered with more than {max} bytes"),
     };
     instant_acme::Error::Other(text.into())
 }

@@ -6,10 +6,12 @@
 //!
 //! What lives here: this, the server's TLS stream ([`stream`]) and the
 //! first record's reader ([`opening`]), certificate dates ([`validity`]),
-//! and the ACME challenge certificates ([`challenge`]). It imports `util`
-//! and `config` only.
+//! the ACME challenge certificates ([`challenge`]), and the one HTTPS
+//! client ([`https`]) that Yandex OAuth, the Direct API and ACME share,
+//! with its own error type. It imports `util` and `config` only.
 
 pub mod challenge;
+pub mod https;
 pub mod opening;
 pub mod stream;
 pub mod validity;
