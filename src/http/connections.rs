@@ -193,6 +193,11 @@ impl Tracker {
     }
 }
 
+/// The address a request came from, as the kernel saw the connection: a
+/// request extension, for the per-client exchange budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// A stream that reports reads to its connection's [`Activity`].
 #[derive(Debug)]
 pub struct Tracked<S> {

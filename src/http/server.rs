@@ -28,7 +28,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::http::app::App;
-use crate::http::connections::{Activity, Answer, LINGER_MAX_BYTES, Tracked, Tracker, linger};
+use crate::http::connections::{Activity, Answer, ClientAddr, LINGER_MAX_BYTES, Tracked, Tracker, linger};
 use crate::http::error::AppError;
 use crate::http::response::Body;
 use crate::http::router;
@@ -335,11 +335,6 @@ fn app_service(
 /// `lingering_timeout`); the whole of it lasts at most the header-read
 /// timeout (its `lingering_time`).
 const LINGER_BETWEEN_READS: Duration = Duration::from_secs(5);
-
-/// The address a request came from, as the kernel saw the connection: a
-/// request extension, for the per-client exchange budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
 
 /// Waits for the first request bytes before hyper allocates its buffers,
 /// so an idle connection costs only its TLS state. False when the
