@@ -87,12 +87,73 @@ where
 }
 
 /// Turns raw strings (each with the flag or variable it came from) into a
-/// [`Config`], checking every value that can be checked without touching files.
+/// [`Config`], checking every value that can be checked without touching
+/// files: ripgrep's way, raw values first (`raw`, `env`), then one function
+/// per group that derives and validates its settings.
 fn build(
     command: Command,
     raw: impl Fn(&str) -> Option<(String, String)>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
+    if env("YANDEX_TOKEN_METRICS").is_some() {
+        return Err(ConfigError(METRICS_MOVED.replace("--metrics", "YANDEX_TOKEN_METRICS")));
+    }
+    let listeners = listeners(command, &raw)?;
+    let oauth = oauth(command, &raw, &env)?;
+    let access = access(&raw)?;
+    let selection = selection(&raw)?;
+    let path = |flag: &str, default: &str| {
+        raw(flag).map_or_else(|| PathBuf::from(default), |(_, value)| PathBuf::from(value))
+    };
+    Ok(Config {
+        command,
+        listen: listeners.listen,
+        redirect_listen: listeners.redirect_listen,
+        metrics_listen: listeners.metrics_listen,
+        public_host: listeners.public_host,
+        cert: path("cert", "certs/fullchain.pem"),
+        key: path("key", "certs/privkey.pem"),
+        ca_file: raw("ca-file").map(|(_, value)| PathBuf::from(value)),
+        acme: parse_acme(&raw)?,
+        client_id: oauth.client_id,
+        client_secret_file: oauth.client_secret_file,
+        oauth_url: oauth.oauth_url,
+        token_endpoint: oauth.token_endpoint,
+        flow: oauth.flow,
+        redirect_uri: oauth.redirect_uri,
+        login_url: oauth.login_url,
+        login_hint: oauth.login_hint,
+        force_confirm: oauth.force_confirm,
+        device_id: oauth.device_id,
+        device_name: oauth.device_name,
+        token_dir: token_dir(command, &raw, &env),
+        limits: parse_limits(&raw)?,
+        allow_logins: access.allow_logins,
+        allow_any_login: access.allow_any_login,
+        direct_url: direct(&raw)?,
+        login: selection.login,
+        all: selection.all,
+        if_expires_within: selection.if_expires_within,
+        json: selection.json,
+        env: selection.env,
+        activation: Activation::from_env(&env).map_err(ConfigError)?,
+        notify_socket: env("NOTIFY_SOCKET"),
+        journal: env("JOURNAL_STREAM").is_some(),
+    })
+}
+
+/// Where the server listens and whom it redirects to.
+struct Listeners {
+    listen: SocketAddr,
+    redirect_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    public_host: Option<String>,
+}
+
+fn listeners(
+    command: Command,
+    raw: &impl Fn(&str) -> Option<(String, String)>,
+) -> Result<Listeners, ConfigError> {
     let default_listen = match command {
         Command::Demo => "127.0.0.1:8443",
         _ => "[::]:443",
@@ -101,11 +162,41 @@ fn build(
         Some((source, value)) => parse_addr(&source, &value)?,
         None => default_listen.parse().expect("default address parses"),
     };
-    let redirect_listen =
-        raw("redirect-listen").map(|(source, value)| parse_addr(&source, &value)).transpose()?;
-    let path = |flag: &str, default: &str| {
-        raw(flag).map_or_else(|| PathBuf::from(default), |(_, value)| PathBuf::from(value))
-    };
+    let address = |flag: &str| raw(flag).map(|(source, value)| parse_addr(&source, &value)).transpose();
+    let public_host = raw("public-host")
+        .map(|(source, value)| match host_without_port(&value) {
+            Some(host) if host == value => Ok(value),
+            _ => Err(ConfigError(format!("{source}: {value:?} is not a host name"))),
+        })
+        .transpose()?;
+    Ok(Listeners {
+        listen,
+        redirect_listen: address("redirect-listen")?,
+        metrics_listen: address("metrics-listen")?,
+        public_host,
+    })
+}
+
+/// The app at Yandex and how a login goes.
+struct OAuth {
+    client_id: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    oauth_url: String,
+    token_endpoint: Endpoint,
+    flow: Flow,
+    redirect_uri: Option<String>,
+    login_url: Endpoint,
+    login_hint: Option<String>,
+    force_confirm: bool,
+    device_id: Option<String>,
+    device_name: Option<String>,
+}
+
+fn oauth(
+    command: Command,
+    raw: &impl Fn(&str) -> Option<(String, String)>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<OAuth, ConfigError> {
     let client_id = raw("client-id")
         .map(|(source, value)| {
             if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
@@ -154,58 +245,6 @@ fn build(
         }
         None => Endpoint::parse("https://login.yandex.ru/info").expect("the default URL parses"),
     };
-    let allow_logins = match raw("allow-login") {
-        Some((source, value)) => value
-            .split(',')
-            .map(str::trim)
-            .filter(|login| !login.is_empty())
-            .map(|login| {
-                valid_login(login)
-                    .then(|| login.to_ascii_lowercase())
-                    .ok_or_else(|| ConfigError(format!("{source}: {login:?} is not a Yandex login")))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        None => Vec::new(),
-    };
-    let allow_any_login = switch(raw("allow-any-login"))?;
-    let direct_check = match raw("direct-check") {
-        None => true,
-        some => switch(some)?,
-    };
-    let direct_url = match (raw("direct-url"), switch(raw("direct-sandbox"))?) {
-        (Some((source, _)), true) => {
-            return Err(ConfigError(format!("{source} and --direct-sandbox: give one of them")));
-        }
-        (Some((source, value)), false) => parse_base_url(&source, &value)?,
-        (None, true) => parse_base_url("--direct-sandbox", DIRECT_SANDBOX)?,
-        (None, false) => parse_base_url("--direct-url", DIRECT_PRODUCTION)?,
-    };
-    let direct_url = direct_check.then_some(direct_url);
-    if allow_any_login && !allow_logins.is_empty() {
-        return Err(ConfigError(
-            "--allow-login and --allow-any-login contradict each other: give one of them".to_owned(),
-        ));
-    }
-    if env("YANDEX_TOKEN_METRICS").is_some() {
-        return Err(ConfigError(METRICS_MOVED.replace("--metrics", "YANDEX_TOKEN_METRICS")));
-    }
-    let login = raw("login")
-        .map(|(source, value)| {
-            valid_login(&value)
-                .then(|| value.to_ascii_lowercase())
-                .ok_or_else(|| ConfigError(format!("{source}: {value:?} is not a Yandex login")))
-        })
-        .transpose()?;
-    let if_expires_within = raw("if-expires-within")
-        .map(|(source, value)| {
-            value
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .and_then(|days| days.checked_mul(86_400))
-                .ok_or_else(|| ConfigError(format!("{source}: {value:?} is not a number of days")))
-        })
-        .transpose()?;
     let login_hint = raw("login-hint")
         .map(|(source, value)| {
             valid_login(&value)
@@ -237,13 +276,75 @@ fn build(
             }
         })
         .transpose()?;
-    let public_host = raw("public-host")
-        .map(|(source, value)| match host_without_port(&value) {
-            Some(host) if host == value => Ok(value),
-            _ => Err(ConfigError(format!("{source}: {value:?} is not a host name"))),
-        })
-        .transpose()?;
-    let token_dir = match raw("token-dir") {
+    Ok(OAuth {
+        client_id,
+        client_secret_file,
+        oauth_url,
+        token_endpoint,
+        flow,
+        redirect_uri,
+        login_url,
+        login_hint,
+        force_confirm: switch(raw("force-confirm"))?,
+        device_id,
+        device_name,
+    })
+}
+
+/// Whose tokens are kept.
+struct Access {
+    allow_logins: Vec<String>,
+    allow_any_login: bool,
+}
+
+fn access(raw: &impl Fn(&str) -> Option<(String, String)>) -> Result<Access, ConfigError> {
+    let allow_logins = match raw("allow-login") {
+        Some((source, value)) => value
+            .split(',')
+            .map(str::trim)
+            .filter(|login| !login.is_empty())
+            .map(|login| {
+                valid_login(login)
+                    .then(|| login.to_ascii_lowercase())
+                    .ok_or_else(|| ConfigError(format!("{source}: {login:?} is not a Yandex login")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let allow_any_login = switch(raw("allow-any-login"))?;
+    if allow_any_login && !allow_logins.is_empty() {
+        return Err(ConfigError(
+            "--allow-login and --allow-any-login contradict each other: give one of them".to_owned(),
+        ));
+    }
+    Ok(Access { allow_logins, allow_any_login })
+}
+
+/// The Direct API's base URL; `None` with `--direct-check=false`.
+fn direct(raw: &impl Fn(&str) -> Option<(String, String)>) -> Result<Option<Endpoint>, ConfigError> {
+    let direct_check = match raw("direct-check") {
+        None => true,
+        some => switch(some)?,
+    };
+    let direct_url = match (raw("direct-url"), switch(raw("direct-sandbox"))?) {
+        (Some((source, _)), true) => {
+            return Err(ConfigError(format!("{source} and --direct-sandbox: give one of them")));
+        }
+        (Some((source, value)), false) => parse_base_url(&source, &value)?,
+        (None, true) => parse_base_url("--direct-sandbox", DIRECT_SANDBOX)?,
+        (None, false) => parse_base_url("--direct-url", DIRECT_PRODUCTION)?,
+    };
+    Ok(direct_check.then_some(direct_url))
+}
+
+/// The token directory: `--token-dir`, else systemd's state directory,
+/// else `./tokens`; the demo makes its own.
+fn token_dir(
+    command: Command,
+    raw: &impl Fn(&str) -> Option<(String, String)>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Option<PathBuf> {
+    match raw("token-dir") {
         Some((_, value)) => Some(PathBuf::from(value)),
         None if command == Command::Demo => None,
         // systemd may list several state directories separated by ':'.
@@ -252,43 +353,42 @@ fn build(
                 .and_then(|dirs| dirs.split(':').next().map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from("tokens")),
         ),
-    };
-    Ok(Config {
-        command,
-        listen,
-        redirect_listen,
-        cert: path("cert", "certs/fullchain.pem"),
-        key: path("key", "certs/privkey.pem"),
-        client_id,
-        client_secret_file,
-        oauth_url,
-        token_endpoint,
-        flow,
-        redirect_uri,
-        ca_file: raw("ca-file").map(|(_, value)| PathBuf::from(value)),
-        token_dir,
-        limits: parse_limits(&raw)?,
-        login_url,
-        allow_logins,
+    }
+}
+
+/// What the terminal commands act on and how they print.
+struct Selection {
+    login: Option<String>,
+    all: bool,
+    if_expires_within: Option<u64>,
+    json: bool,
+    env: bool,
+}
+
+fn selection(raw: &impl Fn(&str) -> Option<(String, String)>) -> Result<Selection, ConfigError> {
+    let login = raw("login")
+        .map(|(source, value)| {
+            valid_login(&value)
+                .then(|| value.to_ascii_lowercase())
+                .ok_or_else(|| ConfigError(format!("{source}: {value:?} is not a Yandex login")))
+        })
+        .transpose()?;
+    let if_expires_within = raw("if-expires-within")
+        .map(|(source, value)| {
+            value
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .and_then(|days| days.checked_mul(86_400))
+                .ok_or_else(|| ConfigError(format!("{source}: {value:?} is not a number of days")))
+        })
+        .transpose()?;
+    Ok(Selection {
         login,
         all: switch(raw("all"))?,
         if_expires_within,
         json: switch(raw("json"))?,
-        direct_url,
         env: switch(raw("env"))?,
-        login_hint,
-        force_confirm: switch(raw("force-confirm"))?,
-        device_id,
-        device_name,
-        metrics_listen: raw("metrics-listen")
-            .map(|(source, value)| parse_addr(&source, &value))
-            .transpose()?,
-        allow_any_login,
-        public_host,
-        activation: Activation::from_env(&env).map_err(ConfigError)?,
-        notify_socket: env("NOTIFY_SOCKET"),
-        journal: env("JOURNAL_STREAM").is_some(),
-        acme: parse_acme(&raw)?,
     })
 }
 

@@ -273,7 +273,9 @@ pub async fn linger(socket: OwnedFd, within: Duration, between: Duration, max_by
     }
     let Ok(socket) = tokio::net::TcpStream::from_std(socket) else { return };
     let read_all = async {
-        let mut discard = [0u8; 16 * 1024];
+        // On the heap, and only here: a connection that never lingers
+        // carries none of it.
+        let mut discard = vec![0u8; 16 * 1024];
         let mut seen = 0;
         while seen < max_bytes {
             let read = tokio::time::timeout(between, async {

@@ -250,7 +250,8 @@ async fn serve(
                 // left unread may still be arriving.
                 if let Some(socket) = activity.take_lingering() {
                     let between = LINGER_BETWEEN_READS.min(limits.header_read_timeout);
-                    linger(socket, limits.header_read_timeout, between, LINGER_MAX_BYTES).await;
+                    // Boxed: its state is no part of an idle connection's.
+                    Box::pin(linger(socket, limits.header_read_timeout, between, LINGER_MAX_BYTES)).await;
                 }
             }
         }

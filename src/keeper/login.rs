@@ -153,6 +153,15 @@ impl Keeper {
         let failed = |err: LoginError| {
             report.send_replace(Progress::Failed(Arc::new(err)));
         };
+        // The store's lock from before the exchange to the save, as a
+        // refresh holds it around its call: tokens are then issued in the
+        // order they are written, and the newest always wins. A store that
+        // cannot be locked (a read-only directory) still gets its save
+        // tried, which hands the token over when it fails.
+        let lock = {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.lock()).await.ok().and_then(Result::ok)
+        };
         let token = match grant {
             Grant::Token(token) => token,
             Grant::Code { code, verifier } => {
@@ -206,7 +215,11 @@ impl Keeper {
         }
         let saved = {
             let (store, doc) = (self.store.clone(), doc.clone());
-            tokio::task::spawn_blocking(move || store.keep_issued(&doc, Issued::Login)).await
+            tokio::task::spawn_blocking(move || match lock {
+                Some(lock) => store.keep_issued_locked(&lock, &doc, Issued::Login),
+                None => store.keep_issued(&doc, Issued::Login),
+            })
+            .await
         };
         let saved = match saved {
             Ok(Ok(saved)) => saved,
