@@ -17,12 +17,8 @@ if [ -z "$bin" ]; then
 fi
 work=$(mktemp -d)
 pids=""
-cleanup() {
-    for pid in $pids; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+# Stops the servers and removes the bodies, whichever way the script ends.
+trap 'kill $pids 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT INT TERM
 
 for size in 20000 200000 2000000; do
     head -c "$size" /dev/zero | tr '\0' x > "$work/body-$size"

@@ -4,8 +4,9 @@
 //!
 //! What lives here: `serve` ([`serve`]), `demo` ([`demo`]), `check`
 //! ([`check`]), `show`, `list` and `refresh` ([`tokens`]), `status`
-//! ([`status`]), `login` and `device` ([`terminal`]), `revoke` ([`revoke`]). Commands may import
-//! every floor below.
+//! ([`status`]), `login` and `device` ([`terminal`]), `revoke`
+//! ([`revoke`]), and the row `list` and `status` print (`rows`). Commands
+//! are wired by `keeper::Keeper`; only `serve` and `demo` import `http`.
 
 pub mod check;
 pub mod demo;
