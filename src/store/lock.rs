@@ -3,6 +3,7 @@
 //! this process and every other (`serve`, `refresh`, `status`, `login`),
 //! so two writers never interleave. It is released when dropped, and by
 //! the kernel when the process dies.
+#![allow(unsafe_code, reason = "flock(2) needs libc")]
 
 use std::fs::File;
 use std::io;
