@@ -304,13 +304,14 @@ pub async fn linger(socket: OwnedFd, within: Duration, between: Duration, max_by
 #[derive(Debug)]
 pub struct Answer {
     body: Body,
-    request_body: Option<Incoming>,
+    request_body: Option<(Incoming, RequestGuard)>,
     within: Duration,
 }
 
 impl Answer {
-    /// `body`, reading what is left of `request_body` after it is sent.
-    pub fn new(body: Body, request_body: Option<Incoming>, within: Duration) -> Answer {
+    /// `body`, reading what is left of `request_body` after it is sent;
+    /// its request stays in flight until then.
+    pub fn new(body: Body, request_body: Option<(Incoming, RequestGuard)>, within: Duration) -> Answer {
         Answer { body, request_body, within }
     }
 }
@@ -337,10 +338,11 @@ impl hyper::body::Body for Answer {
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        let Some(mut request_body) = self.request_body.take() else { return };
+        let Some((mut request_body, in_flight)) = self.request_body.take() else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let within = self.within;
         runtime.spawn(async move {
+            let _in_flight = in_flight;
             let discard = async {
                 let mut seen = 0;
                 while let Some(Ok(frame)) = request_body.frame().await {

@@ -317,15 +317,21 @@ fn app_service(
             // A body left unread: HTTP/2 ends the stream after the answer
             // (the response body holds it until then); HTTP/1.1 closes by
             // lingering (`connections::linger`).
+            // The request counts as in flight until its body is read to the
+            // end or given up (bounded), so the connection's watchdog does
+            // not take the body's DATA for the start of a new request head.
             let keep = match unread {
-                Some(body) if version == hyper::Version::HTTP_2 => Some(body),
+                Some(body) if version == hyper::Version::HTTP_2 => Some((body, guard)),
                 Some(_) => {
                     activity.request_linger();
+                    drop(guard);
                     None
                 }
-                None => None,
+                None => {
+                    drop(guard);
+                    None
+                }
             };
-            drop(guard);
             let within = app.limits.header_read_timeout;
             Ok(response.map(|body| Answer::new(body, keep, within)))
         }
