@@ -5,11 +5,13 @@
 //! What lives here: `serve` ([`serve`]), `demo` ([`demo`]), `check`
 //! ([`check`]), `show`, `list` and `refresh` ([`tokens`]), `status`
 //! ([`status`]), `login` and `device` ([`terminal`]), `revoke`
-//! ([`revoke`]), and the row `list` and `status` print (`rows`). Commands
+//! ([`revoke`]), `exec` ([`exec`]), and the row `list` and `status`
+//! print (`rows`). Commands
 //! are wired by `keeper::Keeper`; only `serve` and `demo` import `http`.
 
 pub mod check;
 pub mod demo;
+pub mod exec;
 pub mod revoke;
 mod rows;
 pub mod serve;
@@ -83,6 +85,7 @@ pub fn run(invocation: Invocation) -> ExitCode {
         Command::Login => return terminal::login(&config),
         Command::Device => return terminal::device(&config),
         Command::Revoke => return revoke::run(&config),
+        Command::Exec => return exec::run(&config),
     };
     let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,18 +45,21 @@ pub fn show(config: &Config) -> ExitCode {
 /// `show --env`: the token and client login under the names Direct tools
 /// read, for `eval`, `EnvironmentFile=` or a CI secret.
 fn show_env(doc: &TokenDoc) -> ExitCode {
-    // Direct's own login; Yandex ID's is only good when it is not an e-mail.
-    let client_login = doc
-        .direct_check()
-        .and_then(|check| check.client_login().map(str::to_owned))
-        .or_else(|| doc.login.clone().filter(|login| !login.contains('@')));
-    let Some(client_login) = client_login else {
+    let Some(client_login) = client_login(doc) else {
         crate::error!("the client login is not known yet: run yandex-token status to ask the Direct API");
         return ExitCode::FAILURE;
     };
     println!("YANDEX_DIRECT_TOKEN={}", shell_word(&doc.access_token));
     println!("YANDEX_DIRECT_LOGIN={}", shell_word(&client_login));
     ExitCode::SUCCESS
+}
+
+/// The login Direct tools send as the client login: Direct's own, else
+/// Yandex ID's when it is not an e-mail address.
+pub(crate) fn client_login(doc: &TokenDoc) -> Option<String> {
+    doc.direct_check()
+        .and_then(|check| check.client_login().map(str::to_owned))
+        .or_else(|| doc.login.clone().filter(|login| !login.contains('@')))
 }
 
 /// `value` as one shell word: as it is when it is plain, else single-quoted.

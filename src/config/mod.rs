@@ -52,6 +52,8 @@ pub enum Command {
     Device,
     /// Revoke an account's token where Yandex allows it, and remove its files.
     Revoke,
+    /// Run a program with the token in its environment.
+    Exec,
 }
 
 impl Command {
@@ -67,6 +69,7 @@ impl Command {
             "login" => Command::Login,
             "device" => Command::Device,
             "revoke" => Command::Revoke,
+            "exec" => Command::Exec,
             _ => return None,
         })
     }
@@ -197,6 +200,8 @@ pub struct Config {
     pub activation: Option<Activation>,
     /// `NOTIFY_SOCKET`, for `sd_notify`.
     pub notify_socket: Option<String>,
+    /// `exec -- COMMAND [ARGS…]`: the program and its arguments, as given.
+    pub program: Vec<std::ffi::OsString>,
     /// Stderr goes to journald (`JOURNAL_STREAM` is set): log with `<N>` priorities.
     pub journal: bool,
     /// Certificates over ACME instead of `--cert`/`--key`, when set.

@@ -23,8 +23,21 @@ where
 {
     let mut command = None;
     let mut flags: Vec<Option<String>> = vec![None; OPTIONS.len()];
+    let mut program = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
+        // `exec -- COMMAND [ARGS…]`: everything after `--` is the program's,
+        // as given (not UTF-8 checked, never read as an option).
+        if arg == "--" {
+            if command != Some(Command::Exec) {
+                return Err(ConfigError("'--' ends the options of `exec` only".to_owned()));
+            }
+            program.extend(args.by_ref());
+            if program.is_empty() {
+                return Err(ConfigError("exec needs a program after '--'".to_owned()));
+            }
+            break;
+        }
         let arg =
             arg.into_string().map_err(|raw| ConfigError(format!("argument {raw:?} is not valid UTF-8")))?;
         match arg.as_str() {
@@ -74,6 +87,9 @@ where
         }
     }
     let command = command.unwrap_or(Command::Serve);
+    if command == Command::Exec && program.is_empty() {
+        return Err(ConfigError("usage: yandex-token exec [--login L] -- COMMAND [ARGS…]".to_owned()));
+    }
     let env = |name: &str| env(name).filter(|value| !value.is_empty());
     let raw = |flag: &str| -> Option<(String, String)> {
         let index = OPTIONS.iter().position(|spec| spec.flag == flag).expect("flag is in OPTIONS");
@@ -83,7 +99,9 @@ where
             None => env(spec.env).map(|value| (spec.env.to_owned(), value)),
         }
     };
-    build(command, raw, env).map(|config| Invocation::Run(Box::new(config)))
+    let mut config = build(command, raw, env)?;
+    config.program = program;
+    Ok(Invocation::Run(Box::new(config)))
 }
 
 /// Turns raw strings (each with the flag or variable it came from) into a
@@ -139,6 +157,7 @@ fn build(
         activation: Activation::from_env(&env).map_err(ConfigError)?,
         notify_socket: env("NOTIFY_SOCKET"),
         journal: env("JOURNAL_STREAM").is_some(),
+        program: Vec::new(),
     })
 }
 

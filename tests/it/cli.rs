@@ -249,3 +249,59 @@ fn make_self_signed_script_makes_a_usable_pair() {
     let (code, _, stderr) = run_owned(&args);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// `exec` puts the token and the client login in the program's environment
+/// and becomes the program: same PID, its exit status. Without a usable
+/// token it stops before running anything.
+#[test]
+fn exec_hands_the_token_to_a_program_in_its_own_place() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir_all(tokens.join("accounts")).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let write = |login: &str, obtained: u64| {
+        let doc = serde_json::json!({
+            "access_token": format!("y0_token_of_{login}"), "token_type": "bearer", "refresh_token": "1:r:never-shown",
+            "expires_in": 86_400, "obtained_at": obtained, "login": login,
+            "direct": {"checked_at": obtained, "status": "ok", "client_login": format!("{login}-client")},
+        });
+        std::fs::write(tokens.join(format!("accounts/{login}.json")), doc.to_string()).unwrap();
+    };
+    write("alice", now);
+    write("old", now - 2 * 86_400);
+    let token_dir = tokens.to_str().unwrap();
+
+    let script = "echo \"$YANDEX_DIRECT_TOKEN $YANDEX_DIRECT_LOGIN $$\"; env | grep -c refresh; exit 7";
+    let child = std::process::Command::new(crate::support::process::BIN)
+        .args(["exec", "--token-dir", token_dir, "--login", "alice", "--", "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(7), "the program's exit status: {stdout}");
+    assert_eq!(stdout, format!("y0_token_of_alice alice-client {pid}\n0\n"), "same PID, no refresh token");
+
+    // No usable token: exit 1, and the program never runs.
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    for (login, why) in [("old", "expired"), ("nobody", "no token stored")] {
+        let (code, _, stderr) =
+            run(&["exec", "--token-dir", token_dir, "--login", login, "--", "sh", "-c", &touch]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(!marker.exists(), "the program ran without a token");
+    }
+    let (code, _, stderr) =
+        run(&["exec", "--token-dir", token_dir, "--login", "alice", "--", "/nonexistent/program"]);
+    assert_eq!(code, 127, "{stderr}");
+    assert!(stderr.contains("/nonexistent/program"), "{stderr}");
+    for args in [&["exec", "--login", "alice"][..], &["exec", "--"], &["show", "--", "sh"]] {
+        let (code, _, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+    }
+}
