@@ -277,13 +277,14 @@ async fn finish(
     app.exchanges.check_rate(client).map_err(AppError::TooBusy)?;
     let taken = match app.pending.take(state, cookies(headers), now_unix()) {
         Ok(taken) => taken,
-        // This browser's flow cookie, a state it already sent: the double
-        // click. The first login's outcome answers it.
-        Err(ALREADY_USED) if app.logins.find(state).is_some() => {
-            let login = app.logins.find(state).expect("just found");
-            return answer_login(headers, login, clear_for_state(state)).await;
-        }
         Err(refusal) => {
+            // This browser's flow cookie, a state it already sent: the
+            // double click. The first login's outcome answers it.
+            if refusal == ALREADY_USED {
+                if let Some(login) = app.logins.find(state) {
+                    return answer_login(headers, login, clear_for_state(state)).await;
+                }
+            }
             // A cookie of this state that cannot be used (expired, damaged)
             // is dropped too.
             let name = cookie_name(state);
