@@ -10,6 +10,7 @@ use super::{Failure, runtime};
 use crate::config::Config;
 use crate::keeper::{Keeper, token_store};
 use crate::oauth::OAuthError;
+use crate::oauth::direct::DirectCheck;
 use crate::store::{Issued, TokenDoc, TokenStore, load_file};
 use crate::util::error::StartupError;
 use crate::util::time::now_unix;
@@ -45,6 +46,15 @@ pub fn show(config: &Config) -> ExitCode {
 /// `show --env`: the token and client login under the names Direct tools
 /// read, for `eval`, `EnvironmentFile=` or a CI secret.
 fn show_env(doc: &TokenDoc) -> ExitCode {
+    // Handed out all the same (the verdict may be old), but not silently.
+    if let Some(check) = doc.direct_check().filter(DirectCheck::refused) {
+        crate::warn!(
+            "{}: the Direct API refused this token when last asked ({}); {}",
+            doc.login_or_unknown(),
+            check.status(),
+            check.advice()
+        );
+    }
     let Some(client_login) = client_login(doc) else {
         crate::error!("the client login is not known yet: run yandex-token status to ask the Direct API");
         return ExitCode::FAILURE;

@@ -125,6 +125,12 @@ fn classify(status: StatusCode, body: &[u8]) -> Outcome {
             .collect::<Vec<_>>()
             .join(": ");
         return match code {
+            // "The authorization server is temporarily unavailable" and
+            // Direct's own server errors: nothing is wrong with the token.
+            Some(code @ (52 | 1000..=1002)) => Outcome::Failed(format!(
+                "the Direct API is temporarily unavailable (error {code}: {})",
+                printable(&text, 300)
+            )),
             Some(code) => Outcome::Refused { code, text: printable(&text, 300) },
             None => Outcome::Failed("the Direct API answered an error without a code".into()),
         };
@@ -146,6 +152,12 @@ impl DirectCheck {
     /// Whether Direct accepts the token.
     pub fn usable(&self) -> bool {
         matches!(self.outcome, Outcome::Ready { .. })
+    }
+
+    /// Whether Direct refused the token (an error code), as opposed to
+    /// accepting it or not being reached.
+    pub fn refused(&self) -> bool {
+        matches!(self.outcome, Outcome::Refused { .. })
     }
 
     /// The client login, when Direct named one.
@@ -223,6 +235,14 @@ pub fn fix(code: i64) -> &'static str {
                (https://direct.yandex.com/registered/main.pl?cmd=apiSettings)"
         }
         513 => "this Yandex account has no Direct client: log in with the account that owns the campaigns",
+        54 => {
+            "the token lacks a right this request needs (the error names it): check the app's access rights at \
+               oauth.yandex.ru, then log in again to grant them"
+        }
+        8800 => {
+            "Direct knows no such login: check the Client-Login the request sends (yandex-token list shows each \
+               token's client login)"
+        }
         _ => "see Direct's error codes: https://yandex.com/dev/direct/doc/en/concepts/errors",
     }
 }
@@ -245,6 +265,24 @@ mod tests {
         let string_code = br#"{"error":{"error_code":"513","error_string":"Not connected"}}"#;
         assert!(matches!(classify(StatusCode::OK, string_code), Outcome::Refused { code: 513, .. }));
         assert!(matches!(classify(StatusCode::INTERNAL_SERVER_ERROR, b"<html>"), Outcome::Failed(_)));
+        // 52 and 1000-1002: retry later, never "log in again".
+        for code in [52, 1000, 1001, 1002] {
+            let body = format!(
+                r#"{{"error":{{"error_code":{code},"error_string":"Server temporarily unavailable"}}}}"#
+            );
+            let outcome = classify(StatusCode::OK, body.as_bytes());
+            let check = DirectCheck { checked_at: 1, outcome: outcome.clone() };
+            assert!(matches!(outcome, Outcome::Failed(_)), "{code}");
+            assert_eq!(check.status(), "unreachable");
+            assert!(check.advice().contains("later") && !check.advice().contains("log in again"), "{code}");
+        }
+        let refused = |code: i64| DirectCheck {
+            checked_at: 1,
+            outcome: Outcome::Refused { code, text: String::new() },
+        };
+        assert!(refused(53).advice().contains("log in again"));
+        assert!(refused(54).advice().contains("lacks a right"));
+        assert!(refused(8800).advice().contains("Client-Login"));
         assert!(matches!(classify(StatusCode::OK, b"{}"), Outcome::Failed(_)));
         assert!(matches!(classify(StatusCode::OK, br#"{"result":{"Clients":[]}}"#), Outcome::Failed(_)));
     }

@@ -192,3 +192,27 @@ async fn metrics_count_stored_tokens_by_direct_status_without_logins() {
     let text = crate::support::client::plain(metrics, hyper::Method::GET, "/metrics").await.body;
     assert!(text.contains("yandex_token_direct_tokens{status=\"ok\"} 1"), "{text}");
 }
+
+/// Direct's codes read right: 52 is "retry later", never "log in again";
+/// a token Direct refused (53) is still handed out by `show --env`, but
+/// not silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directs_codes_read_right_and_show_env_says_a_refusal() {
+    let world = World::new().await;
+    *world.fake.state.direct_mode.lock().unwrap() = DirectMode::Error(52);
+    assert_eq!(complete_flow(&mut world.client(), &world.server).await.status, 200);
+    let (code, out, stderr) = cli_async(&world, &["status"]).await;
+    assert_eq!(code, 1, "{out}{stderr}");
+    assert!(out.contains("direct unreachable"), "{out}");
+    assert!(stderr.contains("temporarily unavailable") && stderr.contains("later"), "{stderr}");
+    assert!(!stderr.contains("log in again"), "{stderr}");
+
+    *world.fake.state.direct_mode.lock().unwrap() = DirectMode::Error(53);
+    let (code, _, _) = cli_async(&world, &["status"]).await;
+    assert_eq!(code, 1);
+    let (code, out, stderr) = cli_async(&world, &["show", "--env"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.starts_with("YANDEX_DIRECT_TOKEN="), "{out}");
+    assert!(stderr.contains("refused this token") && stderr.contains("error 53"), "{stderr}");
+    assert!(stderr.contains("log in again"), "{stderr}");
+}

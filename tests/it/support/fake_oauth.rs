@@ -501,6 +501,7 @@ async fn direct_clients(request: Request<Incoming>, state: &FakeState) -> Respon
         DirectMode::Slow(delay) => tokio::time::sleep(delay).await,
         DirectMode::Error(code) => {
             let text = match code {
+                52 => "Authorization server temporarily unavailable",
                 53 => "Authorization error",
                 58 => "Incomplete registration",
                 513 => "Your login is not connected to Yandex Direct",
