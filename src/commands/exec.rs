@@ -8,10 +8,9 @@
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
-use crate::commands::tokens::client_login;
+use crate::commands::tokens::{Target, client_login, named_target};
 use crate::config::Config;
 use crate::keeper::token_store;
-use crate::store::load_file;
 use crate::util::time::{date, now_unix};
 
 /// Exit status when the program cannot be found (as shells say it).
@@ -22,22 +21,10 @@ const EXIT_NOT_RUN: u8 = 126;
 /// Runs `exec`. Returns only when the program could not be started, or
 /// there is no usable token (exit 1, the program never runs).
 pub fn run(config: &Config) -> ExitCode {
-    let store = token_store(config);
-    let (path, whose) = match config.login.as_deref() {
-        Some(login) => (store.account_path(login), login.to_owned()),
-        None => (store.path(), "token.json".to_owned()),
-    };
-    let doc = match load_file(&path) {
-        Ok(Some(doc)) => doc,
-        Ok(None) => {
-            crate::error!(
-                "no token stored in {}: log in first (yandex-token list shows what is stored)",
-                path.display()
-            );
-            return ExitCode::FAILURE;
-        }
-        Err(err) => {
-            crate::error!("{err}");
+    let Target { label: whose, doc, .. } = match named_target(&token_store(config), config.login.as_deref()) {
+        Ok(target) => target,
+        Err(why) => {
+            crate::error!("{why}");
             return ExitCode::FAILURE;
         }
     };

@@ -9,11 +9,11 @@ use std::process::ExitCode;
 
 use crate::commands::EXIT_CONFIG;
 use crate::commands::rows::{AccountRow, print};
-use crate::commands::tokens::{Target, stored_tokens};
+use crate::commands::tokens::{Target, named_target, stored_tokens};
 use crate::config::Config;
 use crate::keeper::token_store;
 use crate::oauth::direct::{DirectCheck, DirectClient};
-use crate::store::{TokenStore, load_file};
+use crate::store::TokenStore;
 use crate::util::time::now_unix;
 
 /// Tokens expiring within this many days are a warning.
@@ -35,20 +35,13 @@ pub fn run(config: &Config) -> ExitCode {
     let direct = crate::keeper::direct_client(config, tls).expect("checked above");
     let store = token_store(config);
     let (targets, skipped) = match &config.login {
-        Some(login) if !config.all => {
-            let path = store.account_path(login);
-            match load_file(&path) {
-                Ok(Some(doc)) => (vec![Target { label: login.clone(), path, doc }], 0),
-                Ok(None) => {
-                    crate::error!("{login}: {} does not exist", path.display());
-                    return ExitCode::FAILURE;
-                }
-                Err(err) => {
-                    crate::error!("{login}: {err}");
-                    return ExitCode::FAILURE;
-                }
+        Some(login) if !config.all => match named_target(&store, Some(login)) {
+            Ok(target) => (vec![target], 0),
+            Err(why) => {
+                crate::error!("{login}: {why}");
+                return ExitCode::FAILURE;
             }
-        }
+        },
         _ => match stored_tokens(&store) {
             Ok(found) => found,
             Err(err) => {

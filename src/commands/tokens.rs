@@ -19,10 +19,7 @@ use crate::util::time::now_unix;
 /// when there is none.
 pub fn show(config: &Config) -> ExitCode {
     let store = token_store(config);
-    let path = match &config.login {
-        Some(login) => store.account_path(login),
-        None => store.path(),
-    };
+    let path = store.file_of(config.login.as_deref());
     match load_file(&path) {
         Ok(Some(doc)) if config.env => show_env(&doc),
         Ok(Some(doc)) => {
@@ -117,11 +114,9 @@ pub(crate) fn stored_tokens(store: &TokenStore) -> Result<(Vec<Target>, usize), 
 }
 
 /// The one stored token `--login L` names (or `token.json`).
-fn named_target(store: &TokenStore, login: Option<&str>) -> Result<Target, String> {
-    let (label, path) = match login {
-        Some(login) => (login.to_owned(), store.account_path(login)),
-        None => ("(token.json)".to_owned(), store.path()),
-    };
+pub(crate) fn named_target(store: &TokenStore, login: Option<&str>) -> Result<Target, String> {
+    let label = login.unwrap_or("(token.json)").to_owned();
+    let path = store.file_of(login);
     match load_file(&path) {
         Ok(Some(doc)) => Ok(Target { label, path, doc }),
         Ok(None) => Err(format!(

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::config::Flow;
@@ -50,20 +50,31 @@ pub async fn route(request: Request<Incoming>, app: &App) -> (Response<Body>, Op
     let hostless = request.version() == hyper::Version::HTTP_11
         && !request.headers().contains_key(header::HOST)
         && request.uri().authority().is_none();
-    // Decided before a handler takes the request: an error is a page for
-    // a browser, JSON for everyone else.
-    let page = accept::wants_html(request.headers());
     let paste = app.flow == Flow::Paste;
     let (parts, mut body) = request.into_parts();
+    // An error is a page for a browser, JSON for everyone else; `Accept`
+    // is read only when there is an error to answer.
+    let page = |headers: &HeaderMap, result: &Result<Response<Body>, AppError>| {
+        result.is_err() && accept::wants_html(headers)
+    };
     let mut unread = None;
-    let result = match (&method, uri.path()) {
-        _ if hostless => Err(AppError::BadRequest("HTTP/1.1 requires a Host header".into())),
-        _ if app.certs.pending() => Err(AppError::CertificatePending),
+    let (result, page) = match (&method, uri.path()) {
+        _ if hostless => {
+            let result = Err(AppError::BadRequest("HTTP/1.1 requires a Host header".into()));
+            let page = page(&parts.headers, &result);
+            (result, page)
+        }
+        _ if app.certs.pending() => {
+            let result = Err(AppError::CertificatePending);
+            let page = page(&parts.headers, &result);
+            (result, page)
+        }
         (_, path) if path.starts_with(demo::PREFIX) && app.demo.is_some() => {
             let provider = app.demo.as_ref().expect("checked above");
+            let wants_html = accept::wants_html(&parts.headers);
             // Boxed for the same reason as the exchange (get_token::handle).
             let result = Box::pin(provider.handle(Request::from_parts(parts, body))).await;
-            return (finish(result, app, page, &method, &uri, started), None);
+            return (finish(result, app, wants_html, &method, &uri, started), None);
         }
         _ => {
             let request = Request::from_parts(parts, ());
@@ -71,7 +82,8 @@ pub async fn route(request: Request<Incoming>, app: &App) -> (Response<Body>, Op
             if !hyper::body::Body::is_end_stream(&body) {
                 unread = Some(body);
             }
-            result
+            let page = page(request.headers(), &result);
+            (result, page)
         }
     };
     (finish(result, app, page, &method, &uri, started), unread)

@@ -322,12 +322,10 @@ fn app_service(
             // not take the body's DATA for the start of a new request head.
             let keep = match unread {
                 Some(body) if version == hyper::Version::HTTP_2 => Some((body, guard)),
-                Some(_) => {
-                    activity.request_linger();
-                    drop(guard);
-                    None
-                }
-                None => {
+                unread => {
+                    if unread.is_some() {
+                        activity.request_linger();
+                    }
                     drop(guard);
                     None
                 }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::Keeper;
 use crate::oauth::{OAuthError, Token};
-use crate::store::{Issued, Saved, TokenDoc};
+use crate::store::{Issued, Saved, TokenDoc, TokenStore};
 use crate::util::secret::Secret;
 
 /// What a login starts from.
@@ -158,10 +158,7 @@ impl Keeper {
         // order they are written, and the newest always wins. A store that
         // cannot be locked (a read-only directory) still gets its save
         // tried, which hands the token over when it fails.
-        let lock = {
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.lock()).await.ok().and_then(Result::ok)
-        };
+        let lock = self.in_store(TokenStore::lock).await.and_then(Result::ok);
         let token = match grant {
             Grant::Token(token) => token,
             Grant::Code { code, verifier } => {
@@ -179,6 +176,10 @@ impl Keeper {
         self.metrics.upstream_latency(started.elapsed());
         let mut doc = TokenDoc::issued(token);
         doc.device_id = self.device_id.clone();
+        let not_stored = |reason: String, doc: TokenDoc| LoginError::NotStored {
+            reason,
+            token: Box::new(Secret::new(doc)),
+        };
         let mut warning = None;
         match account {
             Ok(account) if !self.allow_logins.is_empty() && !self.allow_logins.contains(&account.login) => {
@@ -198,10 +199,10 @@ impl Keeper {
             // but hand the token over rather than throw it away.
             Err(err) if !self.allow_logins.is_empty() => {
                 crate::error!("a new token was not stored: whose it is could not be checked ({err})");
-                return failed(LoginError::NotStored {
-                    reason: format!("whose token this is could not be checked against --allow-login: {err}"),
-                    token: Box::new(Secret::new(doc)),
-                });
+                return failed(not_stored(
+                    format!("whose token this is could not be checked against --allow-login: {err}"),
+                    doc,
+                ));
             }
             Err(err) => {
                 crate::warn!(
@@ -214,29 +215,20 @@ impl Keeper {
             }
         }
         let saved = {
-            let (store, doc) = (self.store.clone(), doc.clone());
-            tokio::task::spawn_blocking(move || match lock {
+            let doc = doc.clone();
+            self.in_store(move |store| match lock {
                 Some(lock) => store.keep_issued_locked(&lock, &doc, Issued::Login),
                 None => store.keep_issued(&doc, Issued::Login),
             })
             .await
+            .unwrap_or_else(|| Err(std::io::Error::other("the storing task failed")))
         };
         let saved = match saved {
-            Ok(Ok(saved)) => saved,
-            Ok(Err(err)) => {
+            Ok(saved) => saved,
+            Err(err) => {
                 let reason = format!("writing into {} failed: {err}", self.store.dir().display());
                 crate::error!("a new token of {} was not stored: {reason}", doc.login_or_unknown());
-                return failed(LoginError::NotStored { reason, token: Box::new(Secret::new(doc)) });
-            }
-            Err(_) => {
-                crate::error!(
-                    "a new token of {} was not stored: the storing task failed",
-                    doc.login_or_unknown()
-                );
-                return failed(LoginError::NotStored {
-                    reason: "the storing task failed".into(),
-                    token: Box::new(Secret::new(doc)),
-                });
+                return failed(not_stored(reason, doc));
             }
         };
         if saved.superseded {
@@ -249,34 +241,29 @@ impl Keeper {
             self.metrics.token_stored();
             crate::info!("stored the token of {} in {}", doc.login_or_unknown(), saved.file.display());
         }
-        let Some(direct) = &self.direct else {
-            self.recount().await;
-            report.send_replace(Progress::Finished(Arc::new(Kept { doc, saved, warning })));
-            return;
-        };
-        report.send_replace(Progress::Stored(Arc::new(Kept {
-            doc: doc.clone(),
-            saved: saved.clone(),
-            warning: warning.clone(),
-        })));
-        let check = direct.check(&doc.access_token, crate::util::time::now_unix()).await;
-        if check.usable() {
-            crate::info!("{}: {}", doc.login_or_unknown(), check.advice());
-        } else {
-            crate::warn!("{}: {}", doc.login_or_unknown(), check.advice());
-        }
-        doc.direct = Some(check.to_json());
-        if !saved.superseded {
-            let (store, login, token, verdict) =
-                (self.store.clone(), doc.login.clone(), doc.access_token.clone(), check.to_json());
-            let recorded =
-                tokio::task::spawn_blocking(move || store.record_verdict(login.as_deref(), &token, verdict))
-                    .await;
-            if let Ok(Err(err)) = recorded {
-                crate::warn!(
-                    "the Direct API's verdict could not be stored in {}: {err}",
-                    self.store.dir().display()
-                );
+        if let Some(direct) = &self.direct {
+            report.send_replace(Progress::Stored(Arc::new(Kept {
+                doc: doc.clone(),
+                saved: saved.clone(),
+                warning: warning.clone(),
+            })));
+            let check = direct.check(&doc.access_token, crate::util::time::now_unix()).await;
+            if check.usable() {
+                crate::info!("{}: {}", doc.login_or_unknown(), check.advice());
+            } else {
+                crate::warn!("{}: {}", doc.login_or_unknown(), check.advice());
+            }
+            doc.direct = Some(check.to_json());
+            if !saved.superseded {
+                let (login, token, verdict) = (doc.login.clone(), doc.access_token.clone(), check.to_json());
+                let recorded =
+                    self.in_store(move |store| store.record_verdict(login.as_deref(), &token, verdict)).await;
+                if let Some(Err(err)) = recorded {
+                    crate::warn!(
+                        "the Direct API's verdict could not be stored in {}: {err}",
+                        self.store.dir().display()
+                    );
+                }
             }
         }
         self.recount().await;
@@ -286,9 +273,18 @@ impl Keeper {
     /// Counts the stored tokens by Direct status for `/metrics`, off the
     /// runtime's thread: a scrape only renders what was counted.
     pub async fn recount(&self) {
-        let store = self.store.clone();
-        if let Ok(counts) = tokio::task::spawn_blocking(move || store.direct_counts()).await {
+        if let Some(counts) = self.in_store(TokenStore::direct_counts).await {
             self.metrics.set_direct_tokens(counts);
         }
+    }
+
+    /// Runs file work on the store on the blocking pool, off the runtime's
+    /// thread; `None` only if that task died.
+    async fn in_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&TokenStore) -> T + Send + 'static,
+    ) -> Option<T> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(&store)).await.ok()
     }
 }

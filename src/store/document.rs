@@ -68,39 +68,19 @@ impl TokenDoc {
             Some(Value::String(token)) if !token.is_empty() => token,
             _ => return None,
         };
-        let mut text = |name: &str| match map.remove(name) {
-            Some(Value::String(value)) => Some(value),
-            Some(Value::Null) | None => None,
-            Some(other) => {
-                map.insert(name.to_owned(), other);
-                None
-            }
-        };
-        let token_type = text("token_type");
-        let refresh_token = text("refresh_token");
-        let login = text("login");
-        let device_id = text("device_id");
-        let mut number = |name: &str| match map.remove(name) {
-            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
-            Some(Value::String(s)) if s.parse::<u64>().is_ok() => s.parse().ok(),
-            Some(Value::Null) | None => None,
-            Some(other) => {
-                map.insert(name.to_owned(), other);
-                None
-            }
-        };
-        let expires_in = number("expires_in");
-        let obtained_at = number("obtained_at");
-        let obtained_at_us = number("obtained_at_us");
-        let id = match map.remove("id") {
-            Some(Value::String(id)) => Some(id),
-            Some(Value::Number(id)) => Some(id.to_string()),
-            Some(other) => {
-                map.insert("id".to_owned(), other);
-                None
-            }
-            None => None,
-        };
+        let text = |value: &Value| value.as_str().map(str::to_owned);
+        let number = |value: &Value| value.as_u64().or_else(|| value.as_str()?.parse().ok());
+        let token_type = take(&mut map, "token_type", text);
+        let refresh_token = take(&mut map, "refresh_token", text);
+        let login = take(&mut map, "login", text);
+        let device_id = take(&mut map, "device_id", text);
+        let expires_in = take(&mut map, "expires_in", number);
+        let obtained_at = take(&mut map, "obtained_at", number);
+        let obtained_at_us = take(&mut map, "obtained_at_us", number);
+        let id = take(&mut map, "id", |value| match value {
+            Value::Number(id) => Some(id.to_string()),
+            other => text(other),
+        });
         let direct = map.remove("direct").filter(|value| !value.is_null());
         Some(TokenDoc {
             access_token,
@@ -186,6 +166,17 @@ impl TokenDoc {
         }
         json
     }
+}
+
+/// Takes the field `name` out of `map` as `read` reads it. A value `read`
+/// refuses stays in `map`, as it came (a `null` is dropped).
+fn take<T>(map: &mut Map<String, Value>, name: &str, read: impl Fn(&Value) -> Option<T>) -> Option<T> {
+    let value = map.remove(name)?;
+    let read = read(&value);
+    if read.is_none() && !value.is_null() {
+        map.insert(name.to_owned(), value);
+    }
+    read
 }
 
 #[cfg(test)]

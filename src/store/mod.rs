@@ -83,6 +83,11 @@ impl TokenStore {
         self.dir.join(ACCOUNTS_DIR).join(format!("{login}.json"))
     }
 
+    /// The file `--login` names: the account's, or `token.json` without one.
+    pub fn file_of(&self, login: Option<&str>) -> PathBuf {
+        login.map_or_else(|| self.path(), |login| self.account_path(login))
+    }
+
     /// The file a document belongs in: its account's, or `token.json`
     /// when the account is not known.
     pub fn home_of(&self, doc: &TokenDoc) -> PathBuf {
@@ -134,20 +139,19 @@ impl TokenStore {
             files::create_dir_once(&accounts)?;
             save_atomic(&accounts, &format!("{login}.json"), &bytes)?;
         }
+        // token.json: a later token there stays; otherwise a login, or a
+        // token of no known account, takes it, and a refresh only when it
+        // holds the same account.
         let current = self.load();
-        let same_slot = match &current {
+        if newer(&current) {
+            return Ok(Saved { file: self.home_of(doc), superseded: login.is_none() });
+        }
+        let same_account = match &current {
             Ok(Some(current)) => current.login.as_deref() == login,
             Ok(None) | Err(LoadError::Corrupt(_)) => true,
             Err(LoadError::Io(_, _)) => false,
         };
-        let follows = match how {
-            Issued::Login => login.is_none() || !newer(&current),
-            Issued::Refresh => same_slot && !newer(&current),
-        };
-        if login.is_none() && newer(&current) {
-            return Ok(Saved { file: self.path(), superseded: true });
-        }
-        if follows || login.is_none() {
+        if login.is_none() || how == Issued::Login || same_account {
             save_atomic(&self.dir, TOKEN_FILE, &bytes)?;
         }
         Ok(Saved { file: self.home_of(doc), superseded: false })
